@@ -1,0 +1,156 @@
+"""Loading, validating and saving experiment configs.
+
+    cfg = load_config(["config=configs/tokenizer/maskbit_tokenizer_12bit.yaml", "training.per_gpu_batch_size=32"])
+
+The YAML named by `config=` is merged onto the typed schema in `utils.schema`, then the dotted command-line
+overrides are merged on top (values are type-inferred by OmegaConf's YAML rules: `1e-4`, `1_350_000`, `[1,2]`,
+`true`). Unknown keys and ill-typed values raise `ConfigError` with the key, the value, and a suggestion.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional, Sequence, Union
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
+
+from utils.schema import Config
+
+ConfigLike = Union[DictConfig, Mapping[str, Any]]
+
+USAGE = """usage: {prog} config=PATH.yaml [section.key=value ...]
+
+  config=PATH          YAML file with the experiment config (merged onto the schema defaults)
+  section.key=value    dotted override, e.g. training.per_gpu_batch_size=32 optimizer.params.learning_rate=2e-4
+  print_config=true    print the merged config and exit
+  --help               this message and the effective config
+"""
+
+
+class ConfigError(ValueError):
+    """A config is invalid: unknown key, wrong value type or missing file."""
+
+
+def schema_keys(node: Any = None, prefix: str = "") -> list[str]:
+    """All dotted keys declared by the schema (leaves and sections)."""
+    node = OmegaConf.structured(Config) if node is None else node
+    keys = []
+    for key in node.keys():
+        full = f"{prefix}{key}"
+        keys.append(full)
+        child = node._get_node(key)
+        if isinstance(child, DictConfig):
+            keys.extend(schema_keys(child, full + "."))
+    return keys
+
+
+def _closest_key(full_key: str) -> Optional[str]:
+    candidates = schema_keys()
+    parent = full_key.rsplit(".", 1)[0] if "." in full_key else ""
+    siblings = [k for k in candidates if k.rsplit(".", 1)[0] == parent] if parent else [k for k in candidates if "." not in k]
+    for pool in (siblings, candidates):
+        match = difflib.get_close_matches(full_key, pool, n=1, cutoff=0.6)
+        if match:
+            return match[0]
+    return None
+
+
+def _raise_readable(err: OmegaConfBaseException, origin: str) -> None:
+    full_key = getattr(err, "full_key", None) or getattr(err, "key", None) or "?"
+    if isinstance(err, (ConfigKeyError, ConfigAttributeError)) and not isinstance(err, ValidationError):
+        hint = _closest_key(str(full_key))
+        suggestion = f" Did you mean '{hint}'?" if hint else ""
+        raise ConfigError(f"Unknown config key '{full_key}' in {origin}.{suggestion} "
+                          f"(valid keys are declared in utils/schema.py)") from None
+    msg = getattr(err, "msg", str(err)).split("\n")[0]
+    raise ConfigError(f"Invalid value for config key '{full_key}' in {origin}: {msg}") from None
+
+
+def with_defaults(*sources: ConfigLike, origin: str = "config") -> DictConfig:
+    """Merge config fragments (dicts or DictConfigs; later wins) onto the schema and validate them."""
+    merged = OmegaConf.structured(Config)
+    for source in sources:
+        if source is None:
+            continue
+        try:
+            merged = OmegaConf.merge(merged, source)
+        except OmegaConfBaseException as err:
+            _raise_readable(err, origin)
+    _apply_derived(merged)
+    return merged
+
+
+def _apply_derived(cfg: DictConfig) -> None:
+    """Values that follow from others (the official scripts set them at run time)."""
+    vq = cfg.model.vq_model
+    if vq.quantizer_type == "lookup-free":
+        vq.codebook_size = 2 ** vq.token_size
+
+
+def load_yaml(path: Union[str, Path]) -> DictConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Config file not found: '{path}'. Pass an existing YAML, e.g. "
+                          f"config=configs/tokenizer/maskbit_tokenizer_12bit.yaml")
+    try:
+        return OmegaConf.load(path)
+    except Exception as err:  # YAML syntax errors come in several exception types
+        raise ConfigError(f"Could not parse config file '{path}': {err}") from None
+
+
+def load_config(argv: Optional[Sequence[str]] = None) -> DictConfig:
+    """Build the experiment config from `config=PATH` plus dotted overrides (default: sys.argv[1:])."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    bad = [a for a in argv if "=" not in a]
+    if bad:
+        raise ConfigError(f"Arguments must look like key=value, got {bad}. {USAGE.format(prog='script')}")
+    try:
+        cli = OmegaConf.from_dotlist(argv)
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"Could not parse command-line overrides {argv}: {err}") from None
+    sources = []
+    if cli.get("config"):
+        sources.append((load_yaml(cli.config), f"'{cli.config}'"))
+    sources.append((cli, "the command line"))
+    merged = OmegaConf.structured(Config)
+    for source, origin in sources:
+        merged = with_defaults(merged, source, origin=origin)
+    try:  # resolve interpolations now so that a broken ${...} fails before any work starts
+        OmegaConf.to_container(merged, resolve=True)
+    except OmegaConfBaseException as err:
+        _raise_readable(err, "the config (interpolation)")
+    return merged
+
+
+def parse_args_or_exit(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> DictConfig:
+    """Script entry point: handle --help / print_config=true, report config errors without a traceback."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    prog = prog or os.path.basename(sys.argv[0])
+    want_help = any(a in ("-h", "--help") for a in argv)
+    try:
+        cfg = load_config([a for a in argv if a not in ("-h", "--help")])
+    except ConfigError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    if want_help or cfg.print_config:
+        if want_help:
+            print(USAGE.format(prog=prog))
+        print(OmegaConf.to_yaml(cfg, resolve=True))
+        sys.exit(0)
+    return cfg
+
+
+def save_config(cfg: DictConfig, path: Union[str, Path]) -> None:
+    """Write the fully merged, resolved config (the run's record of what it did)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    OmegaConf.save(cfg, tmp, resolve=True)
+    os.replace(tmp, path)
+
+
+def to_plain(cfg: ConfigLike) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, (DictConfig, ListConfig)) else dict(cfg)

@@ -1,0 +1,227 @@
+"""Typed schema of every experiment config: the single place where config keys and their defaults live.
+
+YAML files in `configs/` only override these defaults. Every key the code reads is declared here with a
+comment; a key that is not declared is an error (see `utils.config`). Section and key names follow the
+official MaskBit configs so that their YAMLs keep working.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+
+# --------------------------------------------------------------------------------------------- experiment
+@dataclass
+class ExperimentConfig:
+    project: str = "MaskBit"  # tracker project name
+    name: str = "maskbit"  # run name; output goes to $WORKSPACE/outputs/<name> unless output_dir is set
+    output_dir: Optional[str] = None  # explicit output directory (overrides $WORKSPACE/outputs/<name>)
+    max_train_examples: int = 1_281_167  # dataset size, used for epoch bookkeeping only
+    save_every: int = 20_000  # checkpoint period in optimizer steps
+    eval_every: int = 20_000  # evaluation period in optimizer steps
+    generate_every: int = 2000  # image-grid period in optimizer steps
+    log_every: int = 50  # scalar logging period
+    log_grad_norm_every: int = 100_000  # per-parameter gradient-norm logging period
+    logger: str = "tensorboard"  # tensorboard | wandb
+    resume: bool = True  # continue from the newest complete checkpoint-<step> in the output directory
+    resume_lr_scheduler: bool = True  # restore the LR scheduler state when resuming
+    keep_last: int = 2  # number of checkpoint-<step> folders to keep (0 keeps all)
+    init_checkpoint: str = ""  # warm start: full training state from this checkpoint folder
+    vqgan_checkpoint: str = ""  # tokenizer weights (eval_tokenizer, and the frozen tokenizer of train_maskbit)
+    generator_checkpoint: str = ""  # generator weights (eval_maskbit)
+
+
+# ------------------------------------------------------------------------------------------------- models
+@dataclass
+class VQModelConfig:
+    model_class: str = "vqgan+"  # vqgan+ | maskgit (legacy decoder indices) | taming (Taming VQGAN, inference)
+    quantizer_type: str = "lookup-free"  # lookup-free (LFQ) | lookup (VQ codebook)
+    codebook_size: int = 4096  # VQ codebook rows; for LFQ it is always 2**token_size
+    token_size: int = 12  # latent channels: bits K for LFQ, embedding dim for VQ
+    commitment_cost: float = 0.25
+    entropy_loss_weight: float = 0.02  # weight of (per-sample entropy - gamma * batch entropy)
+    entropy_loss_temperature: float = 0.01
+    entropy_gamma: float = 1.0
+    distributed_entropy: bool = False  # all-reduce batch-entropy statistics across processes (official: off)
+    use_l2_normalisation: bool = False  # VQ only: L2-normalise latents and codebook rows
+    num_channels: int = 3
+    hidden_channels: int = 128
+    channel_mult: List[int] = field(default_factory=lambda: [1, 1, 2, 2, 4])
+    num_resolutions: int = 5
+    num_res_blocks: int = 2
+    num_res_blocks_decoder: Optional[int] = None  # decoder blocks per level; None = num_res_blocks
+    sample_with_conv: bool = True  # stride-2 conv downsampling (True) or 2x2 average pooling (False)
+
+
+@dataclass
+class DiscriminatorConfig:
+    name: str = "VQGAN+Discriminator"  # VQGAN+Discriminator | Original (pix2pix PatchGAN)
+    num_channels: int = 3
+    num_stages: int = 4
+    hidden_channels: int = 128
+    blur_resample: bool = True
+    blur_kernel_size: int = 4  # 3, 4 or 5
+
+
+@dataclass
+class MLMModelConfig:
+    model_cls: str = "lfq_bert"  # lfq_bert (embedding-free bit tokens) | bert (embedding tables, VQ tokens)
+    hidden_dim: int = 1024
+    depth: int = 24
+    heads: int = 16
+    mlp_dim: int = 4096
+    dropout: float = 0.1
+    num_classes: int = 1000  # class id num_classes is the null (dropped) class
+    codebook_splits: int = 2
+    use_prenorm: bool = False
+    class_label_dropout: float = 0.1
+    train_mask_schedule_strategy: str = "arccos"  # arccos | cosine | linear | square
+    min_masking_ratio: float = 0.0
+    # sampling
+    num_steps: int = 64
+    gen_mask_schedule_strategy: str = "arccos"
+    softmax_temperature: float = 1.0
+    randomize_temperature: float = 8.2
+    guidance_scale: float = 7.1
+    guidance_annealing: str = "cosine"  # none | linear | cosine
+    scale_pow: float = 3.0
+    use_sampling_annealing: bool = False
+
+
+@dataclass
+class ModelConfig:
+    vq_model: VQModelConfig = field(default_factory=VQModelConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    mlm_model: MLMModelConfig = field(default_factory=MLMModelConfig)
+
+
+# ------------------------------------------------------------------------------------------------- losses
+@dataclass
+class MLMLossConfig:
+    label_smoothing: float = 0.1
+    sum_splits: bool = False  # multiply the loss by the number of splits
+
+
+@dataclass
+class LossesConfig:
+    quantizer_weight: float = 1.0
+    perceptual_loss: str = "resnet50"  # resnet50 | convnext_s | lpips | none
+    perceptual_weight: float = 0.1
+    perceptual_loss_on_logits: bool = True  # False: layer4 features + logits
+    perceptual_weights_path: str = ""  # local weights file for the perceptual network ('' = torchvision cache)
+    perceptual_random_init: bool = False  # tests only: build the perceptual network with random weights
+    reconstruction_loss: str = "l2"  # l2 | l1
+    reconstruction_weight: float = 4.0
+    discriminator_start: int = 20_000
+    discriminator_loss: str = "hinge"  # hinge | vanilla (hinge generator loss) | non-saturating
+    discriminator_factor: float = 1.0
+    discriminator_weight: float = 0.02
+    discriminator_gradient_penalty: str = "none"  # none | adopt_weight (Taming adaptive weight)
+    discriminator_penalty_cost: float = 10.0  # unused by the official recipe; kept for config compatibility
+    lecam_regularization_weight: float = 0.001
+    lecam_ema_decay: float = 0.999
+    entropy_annealing_steps: int = 2000
+    entropy_annealing_factor: float = 2.0
+    mlm: MLMLossConfig = field(default_factory=MLMLossConfig)
+
+
+# --------------------------------------------------------------------------------------------------- data
+@dataclass
+class DatasetParamsConfig:
+    source: str = "webdataset"  # webdataset (tar shards) | image_folder (root/<class>/*.jpg)
+    train_shards_path_or_url: str = ""  # brace pattern of train shards, or the train root folder
+    eval_shards_path_or_url: str = ""  # brace pattern of eval shards, or the eval root folder
+    pretokenized_shards_path_or_url: str = ""  # Stage II: token shards from scripts/pretokenize.py
+    shuffle_buffer_size: int = 1000
+    num_workers_per_gpu: int = 8
+    pin_memory: bool = True
+    persistent_workers: bool = True
+
+
+@dataclass
+class PreprocessingConfig:
+    resolution: int = 256
+    use_aspect_ratio_aug: bool = True  # RandomResizedCrop ratio (3/4, 4/3) instead of (1, 1)
+    use_random_crop: bool = True  # False: resize + center crop (requires min_scale == 1)
+    min_scale: float = 0.8
+    interpolation: str = "bilinear"  # bilinear | bicubic
+
+
+@dataclass
+class DatasetConfig:
+    params: DatasetParamsConfig = field(default_factory=DatasetParamsConfig)
+    preprocessing: PreprocessingConfig = field(default_factory=PreprocessingConfig)
+
+
+# ----------------------------------------------------------------------------------------- optimisation
+@dataclass
+class OptimizerParamsConfig:
+    learning_rate: float = 1e-4
+    discriminator_learning_rate: float = 1e-4
+    scale_lr: bool = False  # multiply lrs by per-GPU batch x processes x accumulation
+    beta1: float = 0.9
+    beta2: float = 0.999
+    weight_decay: float = 1e-4
+    epsilon: float = 1e-8
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "adamw"
+    params: OptimizerParamsConfig = field(default_factory=OptimizerParamsConfig)
+
+
+@dataclass
+class LRSchedulerParamsConfig:
+    learning_rate: float = 1e-4  # informational (official configs interpolate the optimizer lr here)
+    warmup_steps: int = 5_000
+    min_lr_ratio: float = 0.1  # floor of cosine_with_minimum, as a fraction of the peak lr
+
+
+@dataclass
+class LRSchedulerConfig:
+    scheduler: str = "cosine_with_minimum"  # cosine_with_minimum | cosine | linear | constant | constant_with_warmup
+    params: LRSchedulerParamsConfig = field(default_factory=LRSchedulerParamsConfig)
+
+
+@dataclass
+class TrainingConfig:
+    gradient_accumulation_steps: int = 1
+    per_gpu_batch_size: int = 16
+    mixed_precision: str = "no"  # no | bf16 | fp16
+    enable_tf32: bool = True
+    use_ema: bool = True
+    ema_decay: float = 0.999
+    seed: int = 42
+    max_train_steps: int = 1_350_000
+    overfit_batch: bool = False
+    overfit_batch_num: int = 1
+    num_generated_images: int = 2  # images in each training grid (<= per_gpu_batch_size)
+    max_grad_norm: float = 1.0
+    channels_last: bool = False  # convert conv models and images to channels_last memory format
+
+
+# --------------------------------------------------------------------------------------------- evaluation
+@dataclass
+class EvaluationConfig:
+    inception_weights_path: str = ""  # pt_inception-2015-12-05-6726825d.pth ('' = torch hub cache)
+    fid_stats_path: str = ""  # reference .npz with mu/sigma for gFID
+    num_samples: int = 50_000  # generator evaluation sample count
+    batch_size: int = 100  # generator evaluation batch size per process
+    compute_lpips: bool = True
+    compute_inception: bool = True
+
+
+# ------------------------------------------------------------------------------------------------- root
+@dataclass
+class Config:
+    config: Optional[str] = None  # path of the YAML this config was loaded from
+    print_config: bool = False  # print the merged config and exit
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    losses: LossesConfig = field(default_factory=LossesConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    lr_scheduler: LRSchedulerConfig = field(default_factory=LRSchedulerConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
