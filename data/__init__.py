@@ -1,1 +1,9 @@
-"""data."""
+"""Data pipeline: synthetic images, webdataset shards, and train/eval streams with exact resume."""
+from data.image_folder import ImageFolderSource
+from data.loaders import build_eval_dataloader, build_source, build_train_dataloader
+from data.shards import ShardWriter, brace_pattern, encode_image, write_shards, write_synthetic_shards
+from data.streams import EvalStream, TrainStream
+from data.synthetic import CLASS_NAMES, SyntheticImages
+from data.tar_index import expand_shards, index_tar
+from data.transforms import EvalTransform, TrainTransform, decode_image, transforms_from_config
+from data.webdataset_reader import ShardSource

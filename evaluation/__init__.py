@@ -1,1 +1,17 @@
-"""evaluation."""
+"""Evaluation metrics (rFID, gFID, IS, PSNR, SSIM, LPIPS, codebook usage) and the evaluators built on them."""
+from evaluation.codebook import CodebookStats
+from evaluation.distributed import all_reduce_sum_, rank_and_world_size
+from evaluation.frechet import GaussianStats, frechet_distance, load_fid_stats, save_fid_stats
+from evaluation.generation import SampleChunks, class_labels, generate_chunks, iterate_chunk_batches
+from evaluation.generator_evaluator import GeneratorEvaluator, default_is_splits
+from evaluation.image_metrics import mae, mse, psnr, ssim
+from evaluation.inception import FIDInceptionV3, build_inception, resize_bilinear_tf1, to_uint8
+from evaluation.inception_score import InceptionScoreStats, inception_score
+from evaluation.tokenizer_evaluator import TokenizerEvaluator
+
+__all__ = [
+    "CodebookStats", "GaussianStats", "GeneratorEvaluator", "FIDInceptionV3", "InceptionScoreStats", "SampleChunks",
+    "TokenizerEvaluator", "all_reduce_sum_", "build_inception", "class_labels", "default_is_splits",
+    "frechet_distance", "generate_chunks", "inception_score", "iterate_chunk_batches", "load_fid_stats", "mae",
+    "mse", "psnr", "rank_and_world_size", "resize_bilinear_tf1", "save_fid_stats", "ssim", "to_uint8",
+]

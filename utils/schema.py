@@ -208,8 +208,13 @@ class EvaluationConfig:
     fid_stats_path: str = ""  # reference .npz with mu/sigma for gFID
     num_samples: int = 50_000  # generator evaluation sample count
     batch_size: int = 100  # generator evaluation batch size per process
-    compute_lpips: bool = True
-    compute_inception: bool = True
+    compute_lpips: bool = True  # LPIPS in tokenizer evaluation (needs VGG16 weights + the lpips package heads)
+    compute_inception: bool = True  # rFID/gFID and Inception Score (needs the Inception weights)
+    inception_dtype: str = "float64"  # float64 (official) | float32 (faster, results differ slightly)
+    lpips_vgg_weights_path: str = ""  # torchvision vgg16-397923af.pth ('' = torch hub cache)
+    lpips_heads_path: str = ""  # LPIPS v0.1 VGG heads ('' = lpips/weights/v0.1/vgg.pth of the lpips package)
+    random_init: bool = False  # tests/benchmarks only: random Inception/VGG weights (metrics are meaningless)
+    seed: int = 0  # gFID: class-order permutation and per-sample seeds (sample i uses seed + i)
 
 
 # ------------------------------------------------------------------------------------------------- root

@@ -1,0 +1,66 @@
+"""DataLoaders for training and evaluation, built from the experiment config.
+
+    train = build_train_dataloader(cfg, rank, world_size, start_batch=global_step * grad_accum)
+    for batch in train: ...        # infinite; batch["image"] (B, 3, R, R) float32 in [0, 1]
+    evaluation = build_eval_dataloader(cfg, rank, world_size)    # finite; each image read once over all ranks
+
+Keys read: dataset.params.{source, train_shards_path_or_url, eval_shards_path_or_url, shuffle_buffer_size,
+num_workers_per_gpu, pin_memory, persistent_workers}, dataset.preprocessing.*, training.{per_gpu_batch_size,
+seed}. `loader.dataset.num_skipped` counts unreadable samples skipped so far.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from torch.utils.data import DataLoader
+
+from data.image_folder import ImageFolderSource
+from data.streams import EvalStream, SampleSource, TrainStream
+from data.transforms import transforms_from_config
+from data.webdataset_reader import ShardSource
+from utils.config import with_defaults
+
+SOURCES = ("webdataset", "image_folder")
+
+
+def build_source(config: Any, split: str) -> SampleSource:
+    """The sample source of `split` ('train' or 'eval') named by dataset.params."""
+    params = config.dataset.params
+    key = f"{split}_shards_path_or_url"
+    location = params[key]
+    if not location:
+        raise ValueError(f"dataset.params.{key} is empty; set it to a shard pattern such as "
+                         f"'DIR/{split}/imagenet-{split}-{{0000..0009}}.tar' or, with source=image_folder, a folder")
+    if params.source == "webdataset":
+        return ShardSource(location, params.shuffle_buffer_size)
+    if params.source == "image_folder":
+        return ImageFolderSource(location)
+    raise ValueError(f"dataset.params.source must be one of {list(SOURCES)}, got {params.source!r}")
+
+
+def _loader(stream, params, num_workers: int) -> DataLoader:
+    return DataLoader(stream, batch_size=None, num_workers=num_workers,
+                      pin_memory=bool(params.pin_memory) and torch.cuda.is_available(),
+                      persistent_workers=bool(params.persistent_workers) and num_workers > 0)
+
+
+def build_train_dataloader(config: Any, rank: int = 0, world_size: int = 1, start_batch: int = 0) -> DataLoader:
+    """Infinite train batches of training.per_gpu_batch_size for process `rank`, starting at batch `start_batch`
+    (counted in this process's batches: yields exactly what a fresh loader yields from its `start_batch`-th batch)."""
+    config = with_defaults(config)
+    train_transform, _ = transforms_from_config(config.dataset.preprocessing)
+    stream = TrainStream(build_source(config, "train"), train_transform, config.training.per_gpu_batch_size,
+                         config.training.seed, rank, world_size, start_batch)
+    return _loader(stream, config.dataset.params, config.dataset.params.num_workers_per_gpu)
+
+
+def build_eval_dataloader(config: Any, rank: int = 0, world_size: int = 1,
+                          batch_size: Optional[int] = None) -> DataLoader:
+    """Ordered eval batches (last one partial) of process `rank`'s share of the eval set; over all processes and
+    workers every image is read exactly once. batch_size defaults to training.per_gpu_batch_size."""
+    config = with_defaults(config)
+    _, eval_transform = transforms_from_config(config.dataset.preprocessing)
+    stream = EvalStream(build_source(config, "eval"), eval_transform,
+                        batch_size or config.training.per_gpu_batch_size, rank, world_size)
+    return _loader(stream, config.dataset.params, config.dataset.params.num_workers_per_gpu)

@@ -1,0 +1,99 @@
+"""Reconstruction metrics of a tokenizer over a data set (the official `TokenizerEvaluator`, multi-process).
+
+    evaluator = TokenizerEvaluator(codebook_size=4096, num_bits=12, inception=build_inception(), lpips=LPIPS())
+    for batch in loader: evaluator.update(originals, reconstructions, info["min_encoding_indices"])
+    metrics = evaluator.result()      # same dict on every process: statistics are summed over processes first
+
+All state is sums (counts, per-image metric sums, feature sums and outer products, index histograms), so any
+split of the data over processes gives the metrics of a single process.
+"""
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import torch
+import torch.nn as nn
+
+from evaluation.codebook import CodebookStats
+from evaluation.distributed import all_reduce_sum_
+from evaluation.frechet import GaussianStats, frechet_distance
+from evaluation.image_metrics import mae, mse, psnr, ssim
+from evaluation.inception import to_uint8
+from evaluation.inception_score import InceptionScoreStats
+
+PER_IMAGE_METRICS = {"MAE": mae, "MSE": mse, "PSNR": psnr, "SSIM": ssim}
+
+
+class TokenizerEvaluator:
+    """MAE, MSE, PSNR, SSIM, InceptionScore, rFID, LPIPS, CodebookUsage, CodebookEntropy (+ BitUsage for LFQ).
+
+    inception / lpips: networks for IS + rFID / LPIPS; None leaves those metrics out of the result.
+    codebook_size: None leaves out the codebook metrics; num_bits (LFQ) adds per-bit usage.
+    """
+
+    def __init__(self, codebook_size: Optional[int] = None, num_bits: Optional[int] = None,
+                 inception: Optional[nn.Module] = None, lpips: Optional[nn.Module] = None,
+                 device: Union[str, torch.device] = "cpu"):
+        self.device = torch.device(device)
+        self.inception, self.lpips = inception, lpips
+        self.codebook_size, self.num_bits = codebook_size, num_bits
+        self.reset()
+
+    def reset(self) -> None:
+        self.count = torch.zeros((), dtype=torch.int64, device=self.device)
+        names = list(PER_IMAGE_METRICS) + (["LPIPS"] if self.lpips is not None else [])
+        self.sums = {name: torch.zeros((), dtype=torch.float64, device=self.device) for name in names}
+        if self.inception is not None:
+            self.real_stats = GaussianStats(2048, self.device)
+            self.fake_stats = GaussianStats(2048, self.device)
+            self.is_stats = InceptionScoreStats(1008, device=self.device)
+        if self.codebook_size is not None:
+            self.codebook = CodebookStats(self.codebook_size, self.num_bits, self.device)
+
+    @torch.no_grad()
+    def update(self, originals: torch.Tensor, reconstructions: torch.Tensor,
+               indices: Optional[torch.Tensor] = None) -> None:
+        """originals, reconstructions: (B,3,H,W) in [0,1] (clamp first); indices: token ids of the batch."""
+        self.count += originals.shape[0]
+        for name, metric in PER_IMAGE_METRICS.items():
+            self.sums[name] += metric(reconstructions, originals).sum().to(self.device)
+        if self.inception is not None:
+            fake_pool, fake_logits = self.inception(to_uint8(reconstructions))
+            real_pool, _ = self.inception(to_uint8(originals))
+            self.is_stats.update(fake_logits)
+            self.fake_stats.update(fake_pool)
+            self.real_stats.update(real_pool)
+        if self.lpips is not None:
+            self.sums["LPIPS"] += self.lpips(originals, reconstructions).double().sum().to(self.device)
+        if self.codebook_size is not None:
+            if indices is None:
+                raise ValueError("codebook metrics need the token indices (info['min_encoding_indices'])")
+            self.codebook.update(indices)
+
+    def all_reduce(self) -> None:
+        """Sum the statistics over processes (call once, on every process, after the last update)."""
+        all_reduce_sum_(self.count, *self.sums.values())
+        if self.inception is not None:
+            for stats in (self.real_stats, self.fake_stats, self.is_stats):
+                stats.all_reduce()
+        if self.codebook_size is not None:
+            self.codebook.all_reduce()
+
+    def result(self) -> dict:
+        """Metric dict (reference names and order) from the statistics gathered so far on this process."""
+        n = int(self.count)
+        if n < 1:
+            raise ValueError("No examples to evaluate.")
+        out = {name: self.sums[name].item() / n for name in PER_IMAGE_METRICS}
+        if self.inception is not None:
+            out["InceptionScore"] = self.is_stats.score()
+            out["rFID"] = frechet_distance(self.real_stats.mean(), self.real_stats.covariance(),
+                                           self.fake_stats.mean(), self.fake_stats.covariance())
+        if self.lpips is not None:
+            out["LPIPS"] = self.sums["LPIPS"].item() / n
+        if self.codebook_size is not None:
+            out["CodebookUsage"] = self.codebook.usage()
+            out["CodebookEntropy"] = self.codebook.entropy()
+            if self.num_bits is not None:
+                out["BitUsage"] = self.codebook.bit_usage()
+        return out

@@ -1,0 +1,169 @@
+"""Iterative MaskGIT-style decoding of split tokens with classifier-free guidance (MaskBit sampling).
+
+Starting from an all-masked grid, each of `num_steps` steps predicts every masked (position, split) element,
+then keeps the most confident predictions and re-masks the rest, following the mask schedule. The procedure
+and its constants follow the official sampler; on top of it, every sample draws its random numbers from its
+own seeded stream, so a sample depends only on (seed, class), never on the rest of its batch.
+"""
+from __future__ import annotations
+
+import math
+from contextlib import nullcontext
+from typing import Callable, List, Optional, Sequence, Union
+
+import torch
+
+from modeling.masking import mask_ratio
+
+Seeds = Union[None, int, Sequence[int], torch.Tensor, torch.Generator]
+
+
+def guidance_scale_at(step: int, num_steps: int, guidance_scale: float, annealing: str = "cosine",
+                      scale_pow: float = 3.0) -> float:
+    """CFG scale of step `step` (0-based). Annealing uses step/num_steps, so the first step is unguided.
+
+    none: g; linear: g * i/S; cosine: g * (1 - cos(pi * (i/S)^scale_pow)) / 2 (in float32, as the official code).
+    """
+    if annealing == "none":
+        return guidance_scale
+    if annealing == "linear":
+        return guidance_scale * (step / num_steps)
+    if annealing == "cosine":
+        power = torch.tensor(step / num_steps) ** torch.tensor(scale_pow)
+        multiplier = (1 - torch.cos(power * math.pi)) * 0.5
+        return (guidance_scale * multiplier).item()
+    raise ValueError(f"Unknown guidance_annealing '{annealing}'; choose none, linear or cosine")
+
+
+def num_to_keep_masked(step: int, num_steps: int, num_maskable: int, schedule: str = "arccos") -> int:
+    """floor(ratio * num_maskable) after step `step`, ratio = schedule((step+1)/S) clamped to [1e-6, 1] (float32).
+
+    The sampler then clamps it to [1, n_masked - 1]; with 256x2 elements and 64 arccos steps this gives
+    506, 501, 496, ..., 115, 100, 81, 57.
+    """
+    ratio = mask_ratio(torch.tensor((step + 1) / num_steps), schedule).clamp(1e-6, 1.0)
+    return int(torch.floor(ratio * num_maskable).item())
+
+
+def per_sample_generators(seeds: Seeds, batch_size: int) -> List[torch.Generator]:
+    """One CPU generator per sample: int s -> seeds s, s+1, ...; a sequence -> one seed each; a Generator ->
+    seeds drawn from it (then results depend on batch order); None -> seeds from the global RNG."""
+    if isinstance(seeds, torch.Generator):
+        seeds = torch.randint(0, 2 ** 62, (batch_size,), generator=seeds, device=seeds.device).tolist()
+    elif seeds is None:
+        seeds = torch.randint(0, 2 ** 62, (batch_size,)).tolist()
+    elif isinstance(seeds, int):
+        seeds = [seeds + i for i in range(batch_size)]
+    seeds = [int(s) for s in (seeds.tolist() if isinstance(seeds, torch.Tensor) else seeds)]
+    if len(seeds) != batch_size:
+        raise ValueError(f"got {len(seeds)} seeds for {batch_size} class ids; pass one seed per sample")
+    return [torch.Generator().manual_seed(s) for s in seeds]
+
+
+def _categorical(probs: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+    """Inverse-CDF draw: probs (..., V), uniform (...) in [0, 1) -> indices (...). Zero-probability values
+    are never drawn."""
+    cdf = probs.cumsum(-1)
+    index = torch.searchsorted(cdf, (uniform * cdf[..., -1]).unsqueeze(-1), right=True).squeeze(-1)
+    return index.clamp_(max=probs.shape[-1] - 1)
+
+
+def _gumbel(uniform: torch.Tensor) -> torch.Tensor:
+    tiny = torch.finfo(uniform.dtype).tiny
+    return -torch.log(-torch.log(uniform.clamp(tiny, 1 - torch.finfo(uniform.dtype).eps)))
+
+
+def _guided_logits(model, tokens, labels, scale: float, unconditional_pass: bool) -> torch.Tensor:
+    """Conditional logits, guided by `scale` with one batched forward of [x; x] (second half null class)."""
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    if not unconditional_pass:
+        return model(tokens, labels, keep).float()
+    logits = model(torch.cat([tokens, tokens]), torch.cat([labels, labels]), torch.cat([keep, ~keep])).float()
+    conditional, unconditional = logits.chunk(2)
+    return conditional + scale * (conditional - unconditional)
+
+
+@torch.no_grad()
+def sample(model, tokenizer, class_ids: Union[torch.Tensor, Sequence[int]], seeds: Seeds = None,
+           num_steps: int = 64, guidance_scale: float = 7.1, guidance_annealing: str = "cosine",
+           scale_pow: float = 3.0, randomize_temperature: float = 8.2, softmax_temperature: float = 1.0,
+           use_sampling_annealing: bool = False, mask_schedule: str = "arccos", skip_unguided_pass: bool = True,
+           autocast_dtype: Optional[torch.dtype] = None, return_tokens: bool = False,
+           on_step: Optional[Callable[[int, torch.Tensor, torch.Tensor], None]] = None):
+    """Generate one image per class id.
+
+    Returns images (B, 3, H, W) from `tokenizer.decode_tokens` (unclamped), `(images, tokens)` with
+    `return_tokens`, or only the tokens (B, N) int64 when `tokenizer` is None. `seeds`: see
+    `per_sample_generators` (pass per-sample seeds for batch-independent results).
+
+    Per step i (progress p = (i+1)/S): guided logits; probs = softmax(logits / T) (T = 0.5 + 0.8 (1-p) with
+    `use_sampling_annealing`); every masked element draws a value; confidence = log prob of the drawn value
+    + Gumbel * randomize_temperature * (1-p), +inf for decided elements; the `num_to_keep_masked` least
+    confident elements (ties included) are re-masked. The result is the last step's full prediction.
+
+    The official code takes the keep-masked count from sample 0 for the whole batch; we count per sample,
+    which is identical whenever all samples have the same masked count (always, barring exact confidence ties).
+    `skip_unguided_pass` drops the null-class half of the batch on steps whose guidance scale is exactly 0
+    (the first step under linear/cosine annealing): same logits, less work. `autocast_dtype` (e.g.
+    torch.bfloat16) runs the generator under autocast (opt-in; changes results slightly).
+    """
+    device = next(model.parameters()).device
+    labels = torch.as_tensor(class_ids).reshape(-1).long()
+    if labels.numel() == 0 or labels.min() < 0 or labels.max() >= model.num_classes:
+        raise ValueError(f"class ids must be in [0, {model.num_classes}), got {labels.tolist()}")
+    labels = labels.to(device)
+    batch, n, splits, mask_id = labels.numel(), model.seq_len, model.splits, model.mask_token
+    generators = per_sample_generators(seeds, batch)
+    autocast = (torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None
+                else nullcontext())
+    was_training = model.training
+    model.eval()
+
+    tokens = torch.full((batch, n, splits), mask_id, dtype=torch.long, device=device)
+    masked = torch.ones_like(tokens, dtype=torch.bool)
+    for step in range(num_steps):
+        progress = (step + 1) / num_steps
+        scale = guidance_scale_at(step, num_steps, guidance_scale, guidance_annealing, scale_pow)
+        with autocast:
+            logits = _guided_logits(model, tokens, labels, scale,
+                                    guidance_scale != 0.0 and not (skip_unguided_pass and scale == 0.0))
+        temperature = 0.5 + 0.8 * (1 - progress) if use_sampling_annealing else softmax_temperature
+        probs = torch.softmax(logits / temperature, dim=-1)
+
+        uniforms = torch.stack([torch.rand((2, n, splits), generator=g) for g in generators]).to(device)
+        sampled = torch.where(masked, _categorical(probs, uniforms[:, 0]), tokens)
+        confidence = probs.gather(-1, sampled.unsqueeze(-1)).squeeze(-1)
+        confidence = torch.where(masked, confidence, torch.inf)
+        noise = _gumbel(uniforms[:, 1]) * randomize_temperature * (1 - progress)
+        confidence = torch.log(confidence) + noise
+
+        # keep-masked count in [1, n_masked - 1]; 0 (nothing re-masked) only once a single element is left
+        target = max(num_to_keep_masked(step, num_steps, n * splits, mask_schedule), 1)
+        keep = (masked.sum(dim=(1, 2)) - 1).clamp(max=target)
+        ranked = confidence.view(batch, -1).sort(dim=-1).values
+        threshold = ranked.gather(1, (keep - 1).clamp(min=0).unsqueeze(1)).view(batch, 1, 1)
+        remask = (confidence <= threshold) & (keep > 0).view(batch, 1, 1)
+        tokens = torch.where(remask, mask_id, sampled)
+        masked = tokens == mask_id
+        if on_step is not None:
+            on_step(step, sampled, tokens)
+
+    model.train(was_training)
+    full_tokens = model.combine_tokens(sampled)
+    if tokenizer is None:
+        return full_tokens
+    tokenizer_was_training = tokenizer.training
+    images = tokenizer.eval().decode_tokens(full_tokens)
+    tokenizer.train(tokenizer_was_training)
+    return (images, full_tokens) if return_tokens else images
+
+
+def sampling_kwargs(config) -> dict:
+    """The `sample` settings of an experiment config (`model.mlm_model`)."""
+    from utils.config import with_defaults
+
+    mlm = with_defaults(config).model.mlm_model
+    return dict(num_steps=mlm.num_steps, guidance_scale=mlm.guidance_scale,
+                guidance_annealing=mlm.guidance_annealing, scale_pow=mlm.scale_pow,
+                randomize_temperature=mlm.randomize_temperature, softmax_temperature=mlm.softmax_temperature,
+                use_sampling_annealing=mlm.use_sampling_annealing, mask_schedule=mlm.gen_mask_schedule_strategy)

@@ -1,0 +1,28 @@
+"""Train a VQGAN+ / MaskBit tokenizer (Stage I).
+
+    accelerate launch scripts/train_tokenizer.py config=configs/tokenizer/maskbit_tokenizer_12bit.yaml \
+        dataset.params.train_shards_path_or_url='DIR/imagenet-train-{0000..0252}.tar' [section.key=value ...]
+    python scripts/train_tokenizer.py config=configs/quickstart/tokenizer_tiny.yaml      # CPU smoke run
+
+Output goes to $WORKSPACE/outputs/<experiment.name> (WORKSPACE defaults to ./runs) or experiment.output_dir;
+re-running the same command resumes from the newest complete checkpoint.
+"""
+import sys
+
+from training import NonFiniteLossError, TokenizerTrainer
+from training.checkpoint import CheckpointNotFoundError
+from utils.config import parse_args_or_exit
+from utils.weights import MissingWeightsError
+
+
+def main() -> None:
+    config = parse_args_or_exit()
+    try:
+        TokenizerTrainer(config).train()
+    except (NonFiniteLossError, MissingWeightsError, CheckpointNotFoundError) as err:
+        print(f"train_tokenizer.py: error: {err}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

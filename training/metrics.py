@@ -1,0 +1,56 @@
+"""Scalar logging: window means of loss terms, the tracker (tensorboard / wandb), and `metrics.jsonl`."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Mapping
+
+import torch
+
+
+class WindowMeans:
+    """Sums scalar tensors over a logging window on their device (no host sync per step)."""
+
+    def __init__(self):
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, scalars: Mapping[str, torch.Tensor]) -> None:
+        for key, value in scalars.items():
+            value = value.detach().float()
+            self.sums[key] = self.sums[key] + value if key in self.sums else value.clone()
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+    def pop(self, accelerator=None) -> dict[str, float]:
+        """Means over the window (and over processes when `accelerator` is given); resets the window."""
+        if not self.sums:
+            return {}
+        keys = sorted(self.sums)
+        means = torch.stack([self.sums[k] / self.counts[k] for k in keys])
+        if accelerator is not None and accelerator.num_processes > 1:
+            means = accelerator.reduce(means, reduction="mean")
+        self.sums, self.counts = {}, {}
+        return dict(zip(keys, means.tolist()))
+
+
+class MetricsLogger:
+    """Writes scalars to the accelerate trackers and appends `{"step": ..., **scalars}` lines to metrics.jsonl.
+
+    Call on every process; only the main process writes.
+    """
+
+    def __init__(self, accelerator, output_dir: Path):
+        self.accelerator = accelerator
+        self.path = Path(output_dir) / "metrics.jsonl"
+
+    def log(self, step: int, scalars: Mapping[str, float]) -> None:
+        self.accelerator.log(dict(scalars), step=step)
+        if self.accelerator.is_main_process:
+            with self.path.open("a") as f:
+                f.write(json.dumps({"step": step, **scalars}) + "\n")
+
+
+def read_metrics(path) -> list[dict]:
+    """The records of a metrics.jsonl file (for plotting loss curves without tensorboard)."""
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]

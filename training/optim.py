@@ -1,0 +1,29 @@
+"""AdamW as the reference builds it (facts §5.1): one parameter group, weight decay on every parameter."""
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+from torch.optim import AdamW
+
+
+def build_adamw(parameters: Iterable[torch.nn.Parameter], lr: float, optimizer_config) -> AdamW:
+    """AdamW with betas/eps/weight decay from `config.optimizer.params`.
+
+    On CUDA the fused kernel is used (one launch for all parameters; same update up to float rounding). On CPU
+    the default single-tensor implementation is kept, so CPU results are those of the reference.
+    """
+    p = optimizer_config.params if hasattr(optimizer_config, "params") else optimizer_config
+    if getattr(optimizer_config, "name", "adamw") != "adamw":
+        raise ValueError(f"optimizer.name must be 'adamw', got {optimizer_config.name!r}")
+    parameters = list(parameters)
+    on_cuda = bool(parameters) and all(q.is_cuda and q.is_floating_point() for q in parameters)
+    return AdamW(parameters, lr=lr, betas=(p.beta1, p.beta2), eps=p.epsilon, weight_decay=p.weight_decay,
+                 foreach=False if not on_cuda else None, fused=True if on_cuda else None)
+
+
+def scaled_lr(lr: float, config, num_processes: int) -> float:
+    """`optimizer.params.scale_lr`: lr x per-GPU batch x processes x accumulation steps (reference behaviour)."""
+    if not config.optimizer.params.scale_lr:
+        return lr
+    return lr * config.training.per_gpu_batch_size * num_processes * config.training.gradient_accumulation_steps

@@ -1,0 +1,67 @@
+"""Run setup shared by the trainers: output directory, backend flags, the `Accelerator`, logging to a file."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+
+LOGGERS = ("tensorboard", "wandb")
+
+
+def resolve_output_dir(config) -> Path:
+    """`experiment.output_dir`, else `$WORKSPACE/outputs/<experiment.name>` (WORKSPACE defaults to ./runs)."""
+    if config.experiment.output_dir:
+        return Path(config.experiment.output_dir)
+    return Path(os.environ.get("WORKSPACE", "./runs")) / "outputs" / config.experiment.name
+
+
+def set_backend_flags(enable_tf32: bool) -> None:
+    """`training.enable_tf32` (CUDA only): TF32 matmuls and cuDNN autotuning, as the reference sets them."""
+    if enable_tf32 and torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.deterministic = False
+
+
+def build_accelerator(config, output_dir: Path) -> Accelerator:
+    """Accelerator with the config's gradient accumulation, mixed precision and tracker; seeds every RNG."""
+    if config.experiment.logger not in LOGGERS:
+        raise ValueError(f"experiment.logger must be one of {LOGGERS}, got {config.experiment.logger!r}")
+    if config.training.mixed_precision not in ("no", "bf16", "fp16"):
+        raise ValueError(f"training.mixed_precision must be no, bf16 or fp16, got {config.training.mixed_precision!r}")
+    set_backend_flags(config.training.enable_tf32)
+    accelerator = Accelerator(
+        gradient_accumulation_steps=config.training.gradient_accumulation_steps,
+        mixed_precision=config.training.mixed_precision,
+        log_with=config.experiment.logger,
+        project_dir=str(output_dir / "logs"),
+        split_batches=False,
+    )
+    set_seed(config.training.seed)
+    return accelerator
+
+
+def setup_file_logging(output_dir: Path, is_main_process: bool, name: str = "maskbit") -> logging.Logger:
+    """Log INFO to stdout and `<output_dir>/logs/log.txt` on the main process, warnings only elsewhere."""
+    logger = logging.getLogger(name)
+    logger.handlers.clear()
+    logger.propagate = False
+    logger.setLevel(logging.INFO if is_main_process else logging.WARNING)
+    fmt = logging.Formatter("[%(asctime)s %(levelname)s] %(message)s", datefmt="%Y-%m-%d %H:%M:%S")
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
+    if is_main_process:
+        (output_dir / "logs").mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(output_dir / "logs" / "log.txt"))
+    for handler in handlers:
+        handler.setFormatter(fmt)
+        logger.addHandler(handler)
+    for child in ("training", "modeling", "data"):  # library modules log through the same handlers
+        lib = logging.getLogger(child)
+        lib.handlers, lib.propagate = list(handlers), False
+        lib.setLevel(logger.level)
+    return logger

@@ -1,0 +1,265 @@
+"""The training loop shared by the Stage-I tokenizer and Stage-II generator trainers.
+
+A subclass implements
+    build()             create models, optimizers and LR schedulers and hand them to `register(...)`
+    train_step(batch)   one micro-batch (runs inside `accelerator.accumulate`); returns detached scalar loss terms
+and may override `visualize(batch)`, `evaluate()` and `extra_logs()`.
+
+The base class owns the rest: output directory and merged `config.yaml`, logging (log file, tensorboard/wandb,
+`metrics.jsonl`, tqdm), the deterministic data stream restarted at `global_step * accumulation` batches on resume,
+EMA of the main model, clipping/stepping via `optimizer_step(name)`, the non-finite-loss guard, periodic
+checkpoints (`training.checkpoint`), exact resume / warm start, and the final export of the (EMA) weights to
+`<output_dir>/pytorch_model.bin` in the released plain-state-dict format.
+"""
+from __future__ import annotations
+
+import itertools
+import time
+from pathlib import Path
+from typing import Iterator, Mapping, Optional
+
+import torch
+from tqdm.auto import tqdm
+
+from training.checkpoint import CheckpointManager, CheckpointNotFoundError, is_complete_checkpoint, latest_checkpoint
+from training.ema import EMAModel
+from training.metrics import MetricsLogger, WindowMeans
+from training.nonfinite import NonFiniteGuard
+from training.run_setup import build_accelerator, resolve_output_dir, setup_file_logging
+from utils.config import save_config, to_plain, with_defaults
+
+EXPORT_FILE = "pytorch_model.bin"
+
+
+class Trainer:
+    def __init__(self, config):
+        self.config = cfg = with_defaults(config)
+        init = cfg.experiment.init_checkpoint
+        if init and not is_complete_checkpoint(Path(init)):
+            raise CheckpointNotFoundError(f"experiment.init_checkpoint='{init}' is not a checkpoint folder (expected a "
+                                    f"checkpoint-<step> folder with metadata.json written by this trainer). Fix the "
+                                    f"path, or set experiment.init_checkpoint='' to train from scratch.")
+        self.output_dir = resolve_output_dir(cfg)
+        self.accelerator = acc = build_accelerator(cfg, self.output_dir)
+        if acc.is_main_process:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.output_dir / "config.yaml")
+        acc.wait_for_everyone()
+        self.logger = setup_file_logging(self.output_dir, acc.is_main_process)
+        self.device = acc.device
+        self.global_step = 0
+        self.models: dict[str, torch.nn.Module] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler] = {}
+        self.buffers: dict[str, torch.nn.Module] = {}
+        self.main_model = ""
+        self.ema: Optional[EMAModel] = None
+        self.guard = NonFiniteGuard(acc)
+        self.window = WindowMeans()
+        self.metrics = MetricsLogger(acc, self.output_dir)
+        self.checkpoints = CheckpointManager(self.output_dir, acc, cfg.experiment.keep_last)
+        self.build()
+        self._init_trackers()
+
+    # ----------------------------------------------------------------------------------- subclass interface
+    def build(self) -> None:
+        raise NotImplementedError
+
+    def train_step(self, batch: Mapping) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def visualize(self, batch: Mapping) -> None:
+        """Called every `experiment.generate_every` steps on every process (save images on the main one)."""
+
+    def evaluate(self) -> None:
+        """Called every `experiment.eval_every` steps on every process."""
+
+    def extra_logs(self) -> dict[str, float]:
+        """Extra scalars for each log step (called on every process: collectives are allowed)."""
+        return {}
+
+    # ------------------------------------------------------------------------------------------- helpers
+    def register(self, main_model: str, models: Mapping, optimizers: Mapping, schedulers: Mapping,
+                 buffers: Optional[Mapping] = None) -> None:
+        """Declare what is trained and checkpointed. Models/optimizers must already be `accelerator.prepare`d;
+        schedulers are NOT prepared (they step once per optimizer step, see `training.lr_schedule`). `buffers`:
+        modules whose state (e.g. LeCAM EMAs) is part of the training state. Creates the EMA of `main_model`."""
+        self.main_model = main_model
+        self.models, self.optimizers, self.schedulers = dict(models), dict(optimizers), dict(schedulers)
+        self.buffers = {k: v for k, v in (buffers or {}).items() if v is not None}
+        if self.config.training.use_ema:
+            self.ema = EMAModel(self.unwrap(main_model), max_decay=self.config.training.ema_decay)
+
+    def unwrap(self, name: str) -> torch.nn.Module:
+        return self.accelerator.unwrap_model(self.models[name])
+
+    def optimizer_step(self, name: str) -> None:
+        """Clip, step, advance the LR schedule and zero grads of model `name` (no-ops while accumulating)."""
+        acc, max_norm = self.accelerator, self.config.training.max_grad_norm
+        optimizer = self.optimizers[name]
+        if acc.sync_gradients and max_norm and max_norm > 0:
+            acc.clip_grad_norm_(self.models[name].parameters(), max_norm)
+        optimizer.step()
+        if acc.sync_gradients:
+            if not getattr(optimizer, "step_was_skipped", False):  # fp16 overflow: keep the schedule in place
+                self.schedulers[name].step()
+            if (self.global_step + 1) % self.config.experiment.log_grad_norm_every == 0:
+                self._log_grad_norms(name)
+        optimizer.zero_grad(set_to_none=True)
+
+    def train_batches(self, start_batch: int) -> Iterator[Mapping]:
+        """The training stream from batch `start_batch` on, exactly as if that many batches had been consumed."""
+        from data import build_train_dataloader
+        acc, cfg = self.accelerator, self.config
+        if not cfg.training.overfit_batch:
+            return iter(build_train_dataloader(cfg, rank=acc.process_index, world_size=acc.num_processes,
+                                               start_batch=start_batch))
+        n = cfg.training.overfit_batch_num
+        stream = build_train_dataloader(cfg, rank=acc.process_index, world_size=acc.num_processes, start_batch=0)
+        fixed = list(itertools.islice(iter(stream), n))
+        return (fixed[i % n] for i in itertools.count(start_batch))
+
+    # ---------------------------------------------------------------------------------------------- loop
+    def train(self) -> None:
+        cfg, acc = self.config, self.accelerator
+        self.resume()
+        accumulation = cfg.training.gradient_accumulation_steps
+        batches = self.train_batches(start_batch=self.global_step * accumulation)
+        for model in self.models.values():
+            model.train()
+        self.logger.info(f"Training from step {self.global_step} to {cfg.training.max_train_steps}: "
+                         f"{acc.num_processes} process(es) x {cfg.training.per_gpu_batch_size} images x "
+                         f"{accumulation} accumulation step(s), output in {self.output_dir}")
+        progress = tqdm(total=cfg.training.max_train_steps, initial=self.global_step, dynamic_ncols=True,
+                        disable=not acc.is_main_process)
+        self._window_start, self._window_steps, self._data_time = time.perf_counter(), 0, 0.0
+        while self.global_step < cfg.training.max_train_steps:
+            self.guard.check()  # the previous step's losses (synchronises one step late, almost for free)
+            start = time.perf_counter()
+            batch = next(batches)
+            self._data_time += time.perf_counter() - start
+            with acc.accumulate(*self.models.values()):
+                logs = self.train_step(batch)
+            self.window.add(logs)
+            self.guard.observe(self.global_step + 1, logs)
+            if not acc.sync_gradients:
+                continue
+            if self.ema is not None:
+                self.ema.update(self.unwrap(self.main_model))
+            self.global_step += 1
+            self._window_steps += 1
+            progress.update(1)
+            self._periodic(batch, progress)
+        progress.close()
+        self.save_checkpoint()
+        self.export_weights()
+        acc.end_training()
+
+    def _periodic(self, batch: Mapping, progress) -> None:
+        step, every = self.global_step, self.config.experiment
+        if step % every.log_every == 0:
+            self._log(progress)
+        if step % every.save_every == 0:
+            self.save_checkpoint()
+        if step % every.generate_every == 0:
+            self.visualize(batch)
+        if step % every.eval_every == 0:
+            self.evaluate()
+
+    # ------------------------------------------------------------------------------------------- logging
+    def _init_trackers(self) -> None:
+        cfg = self.config
+        kwargs = {}
+        if cfg.experiment.logger == "wandb":
+            kwargs = {"wandb": {"name": cfg.experiment.name, "dir": str(self.output_dir / "logs"),
+                                "config": to_plain(cfg)}}
+        self.accelerator.init_trackers(cfg.experiment.project, init_kwargs=kwargs)
+
+    def _log(self, progress) -> None:
+        cfg, acc = self.config, self.accelerator
+        scalars = {f"train/{k}": v for k, v in self.window.pop(acc).items()}
+        for name, scheduler in self.schedulers.items():
+            scalars[f"lr/{name}"] = scheduler.get_last_lr()[0]
+        scalars["lr"] = self.schedulers[self.main_model].get_last_lr()[0]
+        elapsed = time.perf_counter() - self._window_start
+        images = self._window_steps * cfg.training.per_gpu_batch_size * cfg.training.gradient_accumulation_steps
+        scalars["perf/samples_per_sec"] = images * acc.num_processes / elapsed
+        scalars["perf/samples_per_sec_per_gpu"] = images / elapsed
+        scalars["perf/sec_per_step"] = elapsed / max(1, self._window_steps)
+        scalars["perf/data_time_per_step"] = self._data_time / max(1, self._window_steps)
+        scalars.update(self.extra_logs())
+        self.metrics.log(self.global_step, scalars)
+        loss = scalars.get("train/total_loss", float("nan"))
+        self.logger.info(f"step {self.global_step}: loss {loss:.4f} lr {scalars['lr']:.3e} "
+                         f"{scalars['perf/samples_per_sec']:.1f} samples/s | " + " ".join(
+                             f"{k[6:]} {v:.4g}" for k, v in scalars.items() if k.startswith("train/")))
+        progress.set_postfix(loss=f"{loss:.4f}", lr=f"{scalars['lr']:.2e}")
+        self._window_start, self._window_steps, self._data_time = time.perf_counter(), 0, 0.0
+
+    def _log_grad_norms(self, name: str) -> None:
+        norms = {f"grad_norm/{name}/{k}": (p.grad.detach().norm(p=2) / p.grad.numel()).item()
+                 for k, p in self.unwrap(name).named_parameters() if p.grad is not None}
+        self.accelerator.log(norms, step=self.global_step + 1)
+
+    # ------------------------------------------------------------------------------------------- state
+    def save_checkpoint(self) -> Path:
+        """Write checkpoint-<global_step> (after making sure no loss went non-finite since the last check)."""
+        self.guard.check()
+        scaler = self.accelerator.scaler
+        training_state = {
+            "models": {n: self.unwrap(n).state_dict() for n in self.models if n != self.main_model},
+            "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
+            "schedulers": {n: s.state_dict() for n, s in self.schedulers.items()},
+            "buffers": {n: m.state_dict() for n, m in self.buffers.items()},
+            "scaler": scaler.state_dict() if scaler is not None else None,
+        }
+        ema_state = self.ema.state_dict() if self.ema is not None else None
+        path = self.checkpoints.save(self.global_step, self.unwrap(self.main_model).state_dict(), training_state,
+                                     ema_state)
+        self.logger.info(f"Saved {path}")
+        return path
+
+    def resume(self) -> None:
+        """Continue from the newest complete checkpoint (experiment.resume) or warm-start from init_checkpoint."""
+        cfg = self.config
+        path = latest_checkpoint(self.output_dir) if cfg.experiment.resume else None
+        if path is None and cfg.experiment.init_checkpoint:
+            path = Path(cfg.experiment.init_checkpoint)
+        if path is None:
+            self.logger.info("No checkpoint to resume from: training from scratch.")
+            return
+        self.load_checkpoint(path)
+
+    def load_checkpoint(self, path: Path) -> None:
+        state = self.checkpoints.load(path)
+        training_state = state["training_state"]
+        self.unwrap(self.main_model).load_state_dict(state["model"])
+        for name in self.models:
+            if name != self.main_model:
+                self.unwrap(name).load_state_dict(training_state["models"][name])
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(training_state["optimizers"][name])
+        for name, scheduler in self.schedulers.items():
+            if self.config.experiment.resume_lr_scheduler:
+                scheduler.load_state_dict(training_state["schedulers"][name])
+            else:  # restart the schedule; drop the lr stored with the optimizer
+                for group, lr in zip(self.optimizers[name].param_groups, scheduler.get_last_lr()):
+                    group["lr"] = lr
+        for name, module in self.buffers.items():
+            module.load_state_dict(training_state["buffers"][name])
+        if self.accelerator.scaler is not None and training_state.get("scaler"):
+            self.accelerator.scaler.load_state_dict(training_state["scaler"])
+        self.global_step = state["global_step"]
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"] if state["ema"] is not None else state["model"], self.global_step)
+        self.logger.info(f"Resumed from {path} at step {self.global_step}")
+
+    def export_weights(self) -> Path:
+        """Save the final EMA (else plain) weights of the main model as a plain state dict."""
+        path = self.output_dir / EXPORT_FILE
+        if self.accelerator.is_main_process:
+            module = self.ema.module if self.ema is not None else self.unwrap(self.main_model)
+            torch.save(module.state_dict(), path)
+            self.logger.info(f"Exported final {'EMA ' if self.ema else ''}weights to {path}")
+        self.accelerator.wait_for_everyone()
+        return path
