@@ -5,5 +5,6 @@ from data.shards import ShardWriter, brace_pattern, encode_image, write_shards, 
 from data.streams import EvalStream, TrainStream
 from data.synthetic import CLASS_NAMES, SyntheticImages
 from data.tar_index import expand_shards, index_tar
+from data.token_shards import TokenShards, TokenShardWriter, TokenStream, build_token_stream
 from data.transforms import EvalTransform, TrainTransform, decode_image, transforms_from_config
 from data.webdataset_reader import ShardSource

@@ -23,14 +23,18 @@ def default_is_splits(num_samples: int) -> int:
 
 
 class GeneratorEvaluator:
-    """Streaming Inception statistics of generated images; FID needs reference statistics (mu, sigma)."""
+    """Streaming Inception statistics of generated images; FID needs reference statistics (mu, sigma).
+
+    inception: uint8 images -> (features (B, num_features), logits (B, num_classes)), e.g. `build_inception()`.
+    """
 
     def __init__(self, inception: nn.Module, reference: Optional[tuple[np.ndarray, np.ndarray]] = None,
                  num_samples: Optional[int] = None, is_splits: int = 1,
                  device: Union[str, torch.device] = "cpu"):
         self.inception, self.reference = inception, reference
-        self.stats = GaussianStats(2048, device)
-        self.is_stats = InceptionScoreStats(1008, splits=is_splits, num_samples=num_samples, device=device)
+        self.stats = GaussianStats(inception.num_features, device)
+        self.is_stats = InceptionScoreStats(inception.num_classes, splits=is_splits, num_samples=num_samples,
+                                            device=device)
 
     @torch.no_grad()
     def update(self, images: torch.Tensor, sample_ids: Optional[torch.Tensor] = None) -> None:

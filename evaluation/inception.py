@@ -188,6 +188,8 @@ class InceptionE(nn.Module):
 class FIDInceptionV3(nn.Module):
     """uint8 images (B,3,H,W) -> (pool features (B,2048), unbiased logits (B,1008)) in the module's dtype."""
 
+    num_features, num_classes = 2048, 1008
+
     def __init__(self):
         super().__init__()
         self.Conv2d_1a_3x3 = ConvBN(3, 32, 3, stride=2)

@@ -27,7 +27,8 @@ PER_IMAGE_METRICS = {"MAE": mae, "MSE": mse, "PSNR": psnr, "SSIM": ssim}
 class TokenizerEvaluator:
     """MAE, MSE, PSNR, SSIM, InceptionScore, rFID, LPIPS, CodebookUsage, CodebookEntropy (+ BitUsage for LFQ).
 
-    inception / lpips: networks for IS + rFID / LPIPS; None leaves those metrics out of the result.
+    inception: uint8 images -> (features (B, num_features), logits (B, num_classes)), e.g. `build_inception()`;
+        lpips: (x, y) -> (B,) distances. None leaves their metrics out of the result.
     codebook_size: None leaves out the codebook metrics; num_bits (LFQ) adds per-bit usage.
     """
 
@@ -44,9 +45,9 @@ class TokenizerEvaluator:
         names = list(PER_IMAGE_METRICS) + (["LPIPS"] if self.lpips is not None else [])
         self.sums = {name: torch.zeros((), dtype=torch.float64, device=self.device) for name in names}
         if self.inception is not None:
-            self.real_stats = GaussianStats(2048, self.device)
-            self.fake_stats = GaussianStats(2048, self.device)
-            self.is_stats = InceptionScoreStats(1008, device=self.device)
+            dim, classes = self.inception.num_features, self.inception.num_classes
+            self.real_stats, self.fake_stats = GaussianStats(dim, self.device), GaussianStats(dim, self.device)
+            self.is_stats = InceptionScoreStats(classes, device=self.device)
         if self.codebook_size is not None:
             self.codebook = CodebookStats(self.codebook_size, self.num_bits, self.device)
 
@@ -97,3 +98,27 @@ class TokenizerEvaluator:
             if self.num_bits is not None:
                 out["BitUsage"] = self.codebook.bit_usage()
         return out
+
+
+@torch.no_grad()
+def evaluate_tokenizer(model: nn.Module, loader, evaluator: TokenizerEvaluator, device: torch.device,
+                       progress: bool = True, num_examples: int = 8):
+    """Reconstruct every batch of `loader` and gather metrics over all processes.
+
+    Returns (metrics, (originals, reconstructions)) with up to `num_examples` images of the first batch (for a
+    grid; None if this process saw no data). Originals and reconstructions are clamped to [0,1] as the reference.
+    """
+    from tqdm import tqdm
+
+    model.eval()
+    evaluator.reset()
+    examples = None
+    for batch in tqdm(loader, desc="evaluating", unit="batch", disable=not progress):
+        images = batch["image"].to(device, non_blocking=True)
+        reconstructions, info = model(images)
+        originals, reconstructions = images.clamp(0.0, 1.0), reconstructions.clamp(0.0, 1.0)
+        evaluator.update(originals, reconstructions, info.get("min_encoding_indices"))
+        if examples is None:
+            examples = (originals[:num_examples].cpu(), reconstructions[:num_examples].cpu())
+    evaluator.all_reduce()
+    return evaluator.result(), examples

@@ -1,4 +1,10 @@
 """modeling."""
+from modeling.checkpoint import CheckpointMismatchError, load_pretrained
+from modeling.discriminator import PatchGANDiscriminator, VQGANPlusDiscriminator
+from modeling.factory import build_discriminator, build_quantizer, build_tokenizer
+from modeling.quantizers import LookupFreeQuantizer, VectorQuantizer, bits_to_indices, indices_to_bits
+from modeling.taming import TamingVQGAN
+from modeling.vqgan_plus import VQGANPlusTokenizer
 from modeling.generator import (BitTokenTransformer, EmbeddingTokenTransformer, MaskedTokenTransformer,
                                 build_generator, load_generator_checkpoint)
 from modeling.masking import label_drop_mask, mask_tokens

@@ -14,6 +14,7 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
+from modeling.checkpoint import load_pretrained
 from modeling.token_splits import combine_tokens, split_tokens, split_tokens_to_bits
 from modeling.transformer import LAYER_NORM_EPS, TransformerEncoder
 
@@ -203,7 +204,6 @@ RELEASED_KEY_RENAMES = {"token_emb": "input_proj"}  # released checkpoints use t
 
 
 def load_generator_checkpoint(model: MaskedTokenTransformer, path: Union[str, Path]) -> MaskedTokenTransformer:
-    """Load released or trained generator weights (strict, weights-only) and return the model in eval mode."""
-    from modeling.checkpoint import load_pretrained
-
+    """Load released or trained generator weights (strict, weights-only; any source `load_pretrained` takes:
+    .bin, .safetensors, folder, checkpoint-<step>/, hf://) and return the model in eval mode."""
     return load_pretrained(model, path, rename_keys=RELEASED_KEY_RENAMES)

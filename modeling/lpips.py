@@ -17,7 +17,6 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torchvision
 
 from utils.weights import MissingWeightsError, load_state_dict_file, resolve_weights
 
@@ -25,6 +24,7 @@ VGG16_WEIGHTS = "vgg16-397923af.pth"  # torchvision VGG16_Weights.IMAGENET1K_V1
 VGG16_URL = "https://download.pytorch.org/models/" + VGG16_WEIGHTS
 SLICES = ((0, 4), (4, 9), (9, 16), (16, 23), (23, 30))  # vgg16.features ranges ending at relu1_2 ... relu5_3
 CHANNELS = (64, 128, 256, 512, 512)
+VGG16_WIDTHS = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512)
 
 
 def lpips_heads_file(heads_path: str = "") -> Path:
@@ -57,11 +57,17 @@ class ScalingLayer(nn.Module):
 
 
 class VGG16Slices(nn.Module):
-    """torchvision VGG16 `features[:30]` cut into the five slices whose outputs LPIPS compares."""
+    """torchvision VGG16 `features[:30]` (same layer indices) cut into the five slices LPIPS compares."""
 
     def __init__(self):
         super().__init__()
-        layers = torchvision.models.vgg16(weights=None).features
+        layers, in_ch = [], 3
+        for width in VGG16_WIDTHS:
+            if width == "M":
+                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+            else:
+                layers += [nn.Conv2d(in_ch, width, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
+                in_ch = width
         for k, (start, end) in enumerate(SLICES, 1):
             setattr(self, f"slice{k}", nn.Sequential(OrderedDict((str(i), layers[i]) for i in range(start, end))))
 
@@ -100,14 +106,16 @@ class LPIPS(nn.Module):
 
     vgg_weights_path: torchvision's vgg16-397923af.pth ('' = torch hub cache, downloaded if allowed).
     heads_path: the v0.1 heads ('' = from the installed `lpips` package).
-    random_init: random VGG (tests, benchmarks); the heads are still loaded.
+    random_init: random VGG (PyTorch default init, seed 0; tests, benchmarks); the heads are still loaded.
     """
 
     def __init__(self, vgg_weights_path: str = "", heads_path: str = "", random_init: bool = False,
                  allow_download: bool = True):
         super().__init__()
         self.scaling_layer = ScalingLayer()
-        self.net = VGG16Slices()
+        with torch.random.fork_rng(devices=[]):  # same random VGG in every process, global RNG untouched
+            torch.manual_seed(0)
+            self.net = VGG16Slices()
         for k, ch in enumerate(CHANNELS):
             setattr(self, f"lin{k}", LinearHead(ch))
         if not random_init:

@@ -137,7 +137,8 @@ def sample(model, tokenizer, class_ids: Union[torch.Tensor, Sequence[int]], seed
         noise = _gumbel(uniforms[:, 1]) * randomize_temperature * (1 - progress)
         confidence = torch.log(confidence) + noise
 
-        # keep-masked count in [1, n_masked - 1]; 0 (nothing re-masked) only once a single element is left
+        # keep-masked count clamped to [1, n_masked - 1]. With a single masked element left (very long
+        # schedules only) the official code indexes position -1 and re-masks the whole grid; we commit it.
         target = max(num_to_keep_masked(step, num_steps, n * splits, mask_schedule), 1)
         keep = (masked.sum(dim=(1, 2)) - 1).clamp(max=target)
         ranked = confidence.view(batch, -1).sort(dim=-1).values

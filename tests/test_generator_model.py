@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from modeling import build_generator
+from modeling import build_generator, load_generator_checkpoint
 from modeling.generator import BitTokenTransformer, EmbeddingTokenTransformer
 from modeling.token_splits import combine_tokens, split_tokens
 from utils.config import load_config
@@ -136,3 +136,17 @@ def test_prenorm_variant_has_final_norm():
     model = _tiny(use_prenorm=True)
     assert "norm_after_transformer.weight" in model.state_dict()
     assert model(torch.zeros(1, 16, 2, dtype=torch.long), torch.tensor([0])).isfinite().all()
+
+
+def test_released_checkpoint_with_token_emb_keys_loads(tmp_path):
+    source = _tiny(bits=12).eval()
+    released = {("token_emb" + k[len("input_proj"):] if k.startswith("input_proj") else k): v
+                for k, v in source.state_dict().items()}
+    assert "token_emb.weight" in released and "input_proj.weight" not in released
+    torch.save(released, tmp_path / "maskbit_generator_tiny.bin")
+    torch.manual_seed(99)
+    target = _tiny(bits=12).train()
+    loaded = load_generator_checkpoint(target, tmp_path / "maskbit_generator_tiny.bin")
+    assert loaded is target and not target.training
+    tokens, labels = torch.randint(0, 65, (2, 16, 2)), torch.tensor([3, 4])
+    assert torch.equal(target(tokens, labels), source(tokens, labels))

@@ -1,10 +1,20 @@
 """A tiny generator overfits a fixed class-conditional token set with the real masking + loss, then samples it."""
+import pytest
 import torch
 
 from modeling.generator import BitTokenTransformer
 from modeling.masking import label_drop_mask, mask_tokens
 from modeling.mlm_loss import MLMLoss
 from modeling.sampling import sample
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    """Tiny tensors: intra-op threading only adds overhead (and stalls badly on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def test_tiny_generator_overfits_and_samples_its_training_tokens():
@@ -14,7 +24,8 @@ def test_tiny_generator_overfits_and_samples_its_training_tokens():
                                 mlp_dim=128, dropout=0.0, num_classes=4)
     classes = torch.arange(4)
     targets = model.split_tokens(torch.randint(0, 2 ** 6, (4, 16), generator=g))  # one token grid per class
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, betas=(0.9, 0.96), weight_decay=0.0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, betas=(0.9, 0.96), weight_decay=0.0,
+                                  foreach=True)
     loss_fn = MLMLoss(label_smoothing=0.1)
     model.train()
     for _ in range(100):

@@ -22,12 +22,7 @@ def test_equals_lpips_package_with_same_random_vgg():
     assert got.min() > 1e-3
     assert ours(x, x).abs().max() == 0
     assert not any(p.requires_grad for p in ours.parameters()) and not ours.training
-
-
-def test_heads_come_from_the_installed_package():
-    ours = LPIPS(random_init=True)
-    ref = lpips_package.LPIPS(pretrained=True, net="vgg", pnet_rand=True, verbose=False)
-    for k in range(5):
+    for k in range(5):  # the heads come from the installed lpips package
         assert torch.equal(getattr(ours, f"lin{k}").model[1].weight, getattr(ref, f"lin{k}").model[1].weight)
 
 

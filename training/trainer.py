@@ -21,7 +21,8 @@ from typing import Iterator, Mapping, Optional
 import torch
 from tqdm.auto import tqdm
 
-from training.checkpoint import CheckpointManager, CheckpointNotFoundError, is_complete_checkpoint, latest_checkpoint
+from training.checkpoint import (CheckpointManager, CheckpointNotFoundError, is_complete_checkpoint,
+                                 latest_checkpoint)
 from training.ema import EMAModel
 from training.metrics import MetricsLogger, WindowMeans
 from training.nonfinite import NonFiniteGuard
@@ -205,6 +206,9 @@ class Trainer:
     def save_checkpoint(self) -> Path:
         """Write checkpoint-<global_step> (after making sure no loss went non-finite since the last check)."""
         self.guard.check()
+        existing = self.output_dir / f"checkpoint-{self.global_step}"
+        if is_complete_checkpoint(existing):  # e.g. the final save right after a periodic one
+            return existing
         scaler = self.accelerator.scaler
         training_state = {
             "models": {n: self.unwrap(n).state_dict() for n in self.models if n != self.main_model},

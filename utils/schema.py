@@ -131,7 +131,9 @@ class DatasetParamsConfig:
     source: str = "webdataset"  # webdataset (tar shards) | image_folder (root/<class>/*.jpg)
     train_shards_path_or_url: str = ""  # brace pattern of train shards, or the train root folder
     eval_shards_path_or_url: str = ""  # brace pattern of eval shards, or the eval root folder
-    pretokenized_shards_path_or_url: str = ""  # Stage II: token shards from scripts/pretokenize.py
+    pretokenized_shards_path_or_url: str = ""  # Stage II: token-shard folder of scripts/pretokenize.py; when set,
+    # train_maskbit reads tokens from it instead of tokenizing train images on the fly (official)
+    pretokenize_num_views: int = 4  # scripts/pretokenize.py: augmented views (random crop + flip) kept per image
     shuffle_buffer_size: int = 1000
     num_workers_per_gpu: int = 8
     pin_memory: bool = True
@@ -217,6 +219,18 @@ class EvaluationConfig:
     seed: int = 0  # gFID: class-order permutation and per-sample seeds (sample i uses seed + i)
 
 
+# ----------------------------------------------------------------------------------------------- sampling
+@dataclass
+class SampleConfig:  # scripts/sample.py (sampling settings themselves live in model.mlm_model)
+    classes: List[int] = field(default_factory=lambda: [1, 7, 282, 604, 724, 179, 751, 404, 850])  # one grid row each
+    per_class: int = 4  # images per class (grid columns)
+    seed: int = 0  # grid image k (row-major) uses seed + k, whatever the batch size
+    batch_size: int = 32
+    output: str = "samples.png"  # PNG grid
+    dtype: str = "fp32"  # fp32 | bf16 (generator under bf16 autocast; opt-in, results differ slightly)
+    device: str = ""  # '' = cuda if available, else cpu
+
+
 # ------------------------------------------------------------------------------------------------- root
 @dataclass
 class Config:
@@ -230,3 +244,4 @@ class Config:
     lr_scheduler: LRSchedulerConfig = field(default_factory=LRSchedulerConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)

@@ -18,7 +18,8 @@ class LeCAMRegularizer(nn.Module):
 
     `forward` uses the EMAs from before this batch, then updates them. Under multi-process training the official
     loss module sat in DDP, whose buffer broadcast made every rank use rank 0's EMAs; `forward` reproduces that by
-    broadcasting them from rank 0 first (so the rank-0 checkpoint also restores every rank exactly).
+    broadcasting rank 0's updated EMAs, so all ranks always hold the same values (and the rank-0 checkpoint
+    restores every rank exactly).
     """
 
     def __init__(self, ema_decay: float = 0.999):
@@ -28,13 +29,13 @@ class LeCAMRegularizer(nn.Module):
         self.register_buffer("ema_fake_logits_mean", torch.zeros(1))
 
     def forward(self, logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
-        self._sync_from_rank0()
         real_mean, fake_mean = torch.mean(logits_real), torch.mean(logits_fake)
         loss = lecam_loss(real_mean, fake_mean, self.ema_real_logits_mean, self.ema_fake_logits_mean)
         with torch.no_grad():
             d = self.ema_decay
             self.ema_real_logits_mean.copy_(self.ema_real_logits_mean * d + real_mean.detach() * (1 - d))
             self.ema_fake_logits_mean.copy_(self.ema_fake_logits_mean * d + fake_mean.detach() * (1 - d))
+            self._sync_from_rank0()
         return loss
 
     def _sync_from_rank0(self) -> None:

@@ -1,0 +1,132 @@
+"""Generate evaluation samples with a MaskBit generator and compute gFID / Inception Score (PyTorch, no TF).
+
+    python scripts/eval_maskbit.py config=configs/generator/maskbit_generator_12bit.yaml \
+        experiment.vqgan_checkpoint=TOKENIZER experiment.generator_checkpoint=GENERATOR \
+        evaluation.fid_stats_path=train_imagenet256_stats.npz [evaluation.num_samples=50000]
+    python scripts/eval_maskbit.py --config C --tokenizer T --generator G --batchsize 100   # official flags
+    accelerate launch --num_processes 8 scripts/eval_maskbit.py config=... (same samples for any process count)
+
+Labels: one permutation of the classes (seed evaluation.seed) repeated, as the official script; sample i is
+drawn with seed evaluation.seed + i. Chunks of evaluation.batch_size samples are written to <out>/samples/ as
+they finish, so a killed run resumes where it stopped. Writes <out>/samples_NxHxWx3.npz (ADM layout, label
+order), and with evaluation.compute_inception: FID against evaluation.fid_stats_path and IS (10 splits from
+50,000 samples on, else 1) to <out>/metrics.json. <out> = experiment.output_dir or
+$WORKSPACE/outputs/<experiment.name>/eval.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pprint
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch
+from accelerate import PartialState
+
+from evaluation import (GeneratorEvaluator, SampleChunks, class_labels, default_is_splits, generate_chunks,
+                        iterate_chunk_batches, load_fid_stats)
+from evaluation.builders import eval_output_dir, inception_from_config
+from modeling.checkpoint import load_pretrained
+from modeling.factory import build_tokenizer
+from modeling.generator import build_generator, load_generator_checkpoint
+from modeling.sampling import sample, sampling_kwargs
+from training.run_setup import set_backend_flags
+from utils.config import parse_args_or_exit
+
+OFFICIAL_FLAGS = {  # official argparse flag -> config key
+    "config": "config", "tokenizer": "experiment.vqgan_checkpoint", "vqgan": "experiment.vqgan_checkpoint",
+    "generator": "experiment.generator_checkpoint", "mlm": "experiment.generator_checkpoint",
+    "batchsize": "evaluation.batch_size", "res": "dataset.preprocessing.resolution",
+}
+
+
+def to_overrides(argv: list[str]) -> list[str]:
+    """Official `--flag value` arguments -> `key=value` overrides (other key=value arguments pass through)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    for flag in OFFICIAL_FLAGS:
+        parser.add_argument(f"--{flag}")
+    parser.add_argument("--device")  # accepted for compatibility; accelerate chooses the device
+    flags, rest = parser.parse_known_args(argv)
+    return [f"{OFFICIAL_FLAGS[k]}={v}" for k, v in vars(flags).items() if v is not None and k in OFFICIAL_FLAGS] + rest
+
+
+def build_sampler(config, device):
+    """(labels (B,), seeds (B,)) -> images (B,3,H,W) from the configured tokenizer and generator checkpoints."""
+    for key in ("vqgan_checkpoint", "generator_checkpoint"):
+        if not config.experiment[key]:
+            sys.exit(f"eval_maskbit.py: error: set experiment.{key}=PATH")
+    tokenizer = load_pretrained(build_tokenizer(config), config.experiment.vqgan_checkpoint).to(device)
+    generator = load_generator_checkpoint(build_generator(config), config.experiment.generator_checkpoint)
+    generator.to(device).requires_grad_(False)
+    settings = sampler_settings(config)
+    return lambda labels, seeds: sample(generator, tokenizer, labels, seeds=seeds, **settings)
+
+
+def sampler_settings(config) -> dict:
+    return {**sampling_kwargs(config), "softmax_temperature": 1.0}  # fixed at 1.0 as in the official script
+
+
+def main(argv=None) -> dict:
+    argv = to_overrides(list(sys.argv[1:] if argv is None else argv))
+    config = parse_args_or_exit(argv, prog="eval_maskbit.py")
+    state = PartialState()
+    set_backend_flags(config.training.enable_tf32)
+    device, cfg = state.device, config.evaluation
+    num_samples, resolution = cfg.num_samples, config.dataset.preprocessing.resolution
+    if cfg.compute_inception and not cfg.fid_stats_path:
+        sys.exit("eval_maskbit.py: error: set evaluation.fid_stats_path=STATS.npz (mu/sigma of the reference set), "
+                 "or evaluation.compute_inception=false to only generate samples")
+    reference = load_fid_stats(cfg.fid_stats_path) if cfg.compute_inception else None  # fail before sampling
+    inception = inception_from_config(config, device)
+
+    out_dir = eval_output_dir(config)
+    labels = class_labels(num_samples, config.model.mlm_model.num_classes, cfg.seed)
+    run_info = {"seed": cfg.seed, "resolution": resolution, "num_classes": config.model.mlm_model.num_classes,
+                "tokenizer": config.experiment.vqgan_checkpoint, "generator": config.experiment.generator_checkpoint,
+                "sampling": sampler_settings(config)}
+    chunks = SampleChunks(out_dir / "samples", num_samples, cfg.batch_size, run_info)
+    state.wait_for_everyone()
+
+    if state.is_main_process:
+        print("Running generation...")
+    if any(not chunks.done(k) for k in chunks.chunks_for(state.process_index, state.num_processes)):
+        sample_fn = build_sampler(config, device)
+        start = time.time()
+        made = generate_chunks(sample_fn, chunks, labels, cfg.seed, state.process_index, state.num_processes,
+                               progress=state.is_main_process)
+        seconds = time.time() - start
+        print(f"[rank {state.process_index}] generated {made} samples in {seconds:.1f}s "
+              f"({made / max(seconds, 1e-9):.2f} img/s)")
+    state.wait_for_everyone()
+
+    npz_path = out_dir / f"samples_{num_samples}x{resolution}x{resolution}x3.npz"
+    if state.is_main_process and not npz_path.is_file():
+        chunks.write_npz(npz_path, labels)
+        print(f"wrote {npz_path}")
+
+    metrics = {}
+    if inception is not None:
+        if state.is_main_process:
+            print("Running evaluation...")
+        evaluator = GeneratorEvaluator(inception, reference, num_samples, default_is_splits(num_samples), device)
+        for images, ids in iterate_chunk_batches(chunks, state.process_index, state.num_processes,
+                                                 cfg.batch_size, device):
+            evaluator.update(images, ids)
+        evaluator.all_reduce()
+        metrics = evaluator.result()
+    metrics["NumSamples"] = num_samples
+    if state.is_main_process:
+        print("EVALUATION")
+        print(f"Results for {config.model.vq_model.token_size} bits with {config.model.mlm_model.num_steps} steps.")
+        pprint.pprint(metrics)
+        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    state.wait_for_everyone()
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Evaluate a tokenizer's reconstructions on the eval set (rFID, IS, PSNR, SSIM, LPIPS, codebook usage).
+
+    python scripts/eval_tokenizer.py config=configs/tokenizer/maskbit_tokenizer_12bit.yaml \
+        experiment.vqgan_checkpoint=PATH [dataset.params.eval_shards_path_or_url=...] [experiment.output_dir=DIR]
+    accelerate launch --num_processes 8 scripts/eval_tokenizer.py config=... experiment.vqgan_checkpoint=...
+
+Every eval image is read once over all processes and workers; statistics are summed across processes, so the
+metrics do not depend on the process count. Writes metrics.json and reconstructions.png (originals on top,
+reconstructions below) to experiment.output_dir, else $WORKSPACE/outputs/<experiment.name>/eval.
+`evaluation.compute_inception=false` / `evaluation.compute_lpips=false` leave those metrics out.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pprint
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch
+import torchvision
+from accelerate import PartialState
+
+from data.loaders import build_eval_dataloader
+from evaluation import TokenizerEvaluator, evaluate_tokenizer
+from evaluation.builders import eval_output_dir, inception_from_config, lpips_from_config
+from modeling.checkpoint import load_pretrained
+from modeling.factory import build_tokenizer
+from training.run_setup import set_backend_flags
+from utils.config import parse_args_or_exit
+
+
+def main(argv=None) -> dict:
+    config = parse_args_or_exit(argv, prog="eval_tokenizer.py")
+    if not config.experiment.vqgan_checkpoint:
+        sys.exit("eval_tokenizer.py: error: set experiment.vqgan_checkpoint=PATH (tokenizer weights to evaluate)")
+    state = PartialState()
+    set_backend_flags(config.training.enable_tf32)
+    device = state.device
+
+    model = load_pretrained(build_tokenizer(config), config.experiment.vqgan_checkpoint).to(device).eval()
+    vq = config.model.vq_model
+    num_bits = vq.token_size if vq.quantizer_type == "lookup-free" else None
+    evaluator = TokenizerEvaluator(vq.codebook_size, num_bits, inception_from_config(config, device),
+                                   lpips_from_config(config, device), device)
+    loader = build_eval_dataloader(config, state.process_index, state.num_processes,
+                                   config.training.per_gpu_batch_size)
+    if state.is_main_process:
+        print(f"Evaluating tokenizer model at {config.dataset.preprocessing.resolution} resolution.")
+    metrics, examples = evaluate_tokenizer(model, loader, evaluator, device, progress=state.is_main_process)
+
+    if state.is_main_process:
+        print("EVALUATION")
+        pprint.pprint(metrics)
+        out_dir = eval_output_dir(config)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        if examples is not None:
+            originals, reconstructions = examples
+            grid = torch.cat([originals, reconstructions])
+            torchvision.utils.save_image(grid, out_dir / "reconstructions.png", nrow=len(originals), padding=2)
+        print(f"wrote {out_dir / 'metrics.json'} ({int(evaluator.count)} images)")
+    state.wait_for_everyone()
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

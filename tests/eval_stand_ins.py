@@ -1,0 +1,39 @@
+"""Small stand-ins shared by the evaluation tests (not a test module)."""
+import os
+import socket
+
+import torch
+import torch.nn as nn
+
+
+class TinyFeatureNet(nn.Module):
+    """Inception stand-in: uint8 images -> (features (B,6), logits (B,10)) in float64, fixed random weights."""
+
+    num_features, num_classes = 6, 10
+
+    def __init__(self):
+        super().__init__()
+        gen = torch.Generator().manual_seed(0)
+        self.conv = nn.Conv2d(3, 6, 3).double()
+        self.fc = nn.Linear(6, 10).double()
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float64))
+
+    def forward(self, images: torch.Tensor):
+        assert images.dtype == torch.uint8
+        feats = self.conv(images.double() / 255).relu().mean((2, 3))
+        return feats, self.fc(feats)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def init_gloo(rank: int, world_size: int, port: int) -> None:
+    os.environ.update(OMP_NUM_THREADS="1")
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                                         world_size=world_size)

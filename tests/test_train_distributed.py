@@ -1,0 +1,47 @@
+"""Two CPU processes under `accelerate launch`: identical weights on both ranks, same LR schedule as one process.
+
+`accelerate launch --cpu --num_processes 2` starts ONE process in accelerate 1.x (its simple launcher only spawns
+several CPU processes through mpirun); two gloo processes need the distributed launcher with CPU forced:
+`ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 ...`.
+"""
+import socket
+import subprocess
+import sys
+
+import torch
+
+from data import write_synthetic_shards
+from training import read_metrics
+from train_utils import REPO, subprocess_env, tiny_config, write_yaml
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_train_in_lockstep(tmp_path):
+    shards = write_synthetic_shards(str(tmp_path / "shards"), num_train=64, num_val=8, resolution=16, seed=0)
+    out = tmp_path / "out"
+    cfg = write_yaml(tiny_config(shards, out), tmp_path / "cfg.yaml")  # 6 steps, GAN from 3, eval at 6
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "--main_process_port", str(free_port()), str(REPO / "tests" / "helpers" / "train_and_dump_ranks.py"),
+               f"config={cfg}"]
+    env = dict(subprocess_env(), ACCELERATE_USE_CPU="1")
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stderr[-4000:]
+    rank0 = torch.load(out / "rank0.pt", weights_only=True)
+    rank1 = torch.load(out / "rank1.pt", weights_only=True)
+    assert rank0.keys() == rank1.keys() and any(k.startswith("discriminator.") for k in rank0)
+    assert [k for k in rank0 if not torch.equal(rank0[k], rank1[k])] == []
+    assert "2 process(es)" in (out / "logs" / "log.txt").read_text()
+    assert (out / "checkpoint-6" / "random_states_1.pt").is_file()
+    # the LR schedule is in optimizer steps, whatever the process count (same values as the 1-process run)
+    train = [r for r in read_metrics(out / "metrics.jsonl") if "lr" in r]
+    assert [r["step"] for r in train] == [2, 4, 6]
+    assert torch.allclose(torch.tensor([r["lr/tokenizer"] for r in train], dtype=torch.float64),
+                          torch.tensor([1e-3, 5.5e-4, 1e-4], dtype=torch.float64), rtol=1e-12)
+    assert torch.allclose(torch.tensor([r["lr/discriminator"] for r in train], dtype=torch.float64),
+                          torch.tensor([0.0, 5e-4, 1e-4], dtype=torch.float64), rtol=1e-12)

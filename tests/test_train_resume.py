@@ -1,0 +1,69 @@
+"""Exact resume: a run SIGKILLed after checkpoint N and resumed to 2N equals an uninterrupted 2N run, bitwise."""
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from accelerate.state import AcceleratorState, GradientState
+
+from data import write_synthetic_shards
+from training import TokenizerTrainer
+from train_utils import REPO, subprocess_env, tiny_config, write_yaml
+
+N = 4
+
+
+def assert_bitwise_equal(a, b, where=""):
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            assert_bitwise_equal(a[key], b[key], f"{where}/{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_bitwise_equal(x, y, f"{where}[{i}]")
+    elif torch.is_tensor(a):
+        assert torch.equal(a, b), where
+    else:
+        assert a == b, where
+
+
+def load(path):
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def test_sigkill_and_resume_reaches_the_same_parameters(tmp_path):
+    shards = write_synthetic_shards(str(tmp_path / "shards"), num_train=64, num_val=4, resolution=16, seed=0)
+    overrides = dict(experiment={"save_every": N, "eval_every": 100, "generate_every": 100, "log_every": 2},
+                     training={"max_train_steps": 2 * N})
+    straight = tmp_path / "straight"
+    TokenizerTrainer(tiny_config(shards, straight, **overrides)).train()
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+
+    killed = tmp_path / "killed"
+    command = [sys.executable, str(REPO / "scripts" / "train_tokenizer.py"),
+               f"config={write_yaml(tiny_config(shards, killed, **overrides), tmp_path / 'cfg.yaml')}"]
+    process = subprocess.Popen(command, cwd=REPO, env=subprocess_env(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while not (killed / f"checkpoint-{N}" / "metadata.json").exists():
+        assert process.poll() is None, process.stderr.read().decode()[-3000:]
+        assert time.time() < deadline, "no checkpoint written in time"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    process.stderr.close()
+    if (killed / f"checkpoint-{2 * N}").exists():
+        pytest.fail("the run finished before it could be killed; the test did not exercise resuming")
+
+    resumed = subprocess.run(command, cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"Resumed from {killed / f'checkpoint-{N}'} at step {N}" in resumed.stdout
+
+    a, b = straight / f"checkpoint-{2 * N}", killed / f"checkpoint-{2 * N}"
+    for name in ("unwrapped_model/pytorch_model.bin", "ema_model/pytorch_model.bin", "training_state.pt"):
+        assert_bitwise_equal(load(a / name), load(b / name), name)
+    assert_bitwise_equal(load(straight / "pytorch_model.bin"), load(killed / "pytorch_model.bin"), "export")

@@ -1,0 +1,55 @@
+"""Shared helpers of the tests/test_train_*.py end-to-end tests: tiny configs and synthetic shards."""
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY = {
+    "experiment": {"name": "tiny", "save_every": 3, "eval_every": 6, "generate_every": 3, "log_every": 2,
+                   "keep_last": 0},
+    "model": {"vq_model": {"token_size": 10, "hidden_channels": 32, "channel_mult": [1, 2], "num_resolutions": 2,
+                           "num_res_blocks": 1},
+              "discriminator": {"hidden_channels": 32, "num_stages": 2}},
+    "losses": {"perceptual_loss": "none", "discriminator_start": 3},
+    "dataset": {"params": {"num_workers_per_gpu": 0, "shuffle_buffer_size": 16},
+                "preprocessing": {"resolution": 16}},
+    "optimizer": {"params": {"learning_rate": 1e-3, "discriminator_learning_rate": 1e-3}},
+    "lr_scheduler": {"params": {"warmup_steps": 2}},
+    "training": {"per_gpu_batch_size": 4, "max_train_steps": 6, "num_generated_images": 2},
+    "evaluation": {"compute_inception": False, "compute_lpips": False},
+}
+
+
+def tiny_config(shards: dict, output_dir, **sections) -> dict:
+    """TINY with the shard patterns, the output dir and per-section overrides ({"training": {...}})."""
+    cfg = copy.deepcopy(TINY)
+    cfg["experiment"]["output_dir"] = str(output_dir)
+    cfg["dataset"]["params"]["train_shards_path_or_url"] = shards["train"]
+    cfg["dataset"]["params"]["eval_shards_path_or_url"] = shards["val"]
+    for section, values in sections.items():
+        cfg[section].update(values)
+    return cfg
+
+
+def write_yaml(cfg: dict, path) -> str:
+    OmegaConf.save(OmegaConf.create(cfg), path)
+    return str(path)
+
+
+def subprocess_env() -> dict:
+    """Environment for child trainers: same thread count as this process (bitwise comparable CPU kernels)."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()), MASKBIT_OFFLINE="1",
+               WANDB_MODE="offline")
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    return env
+
+
+def run_script(args, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "scripts" / "train_tokenizer.py"), *args], cwd=REPO,
+                          env=subprocess_env(), capture_output=True, text=True, **kwargs)

@@ -1,0 +1,64 @@
+"""The frozen Stage-I tokenizer of Stage-II training: loading it, fingerprinting it, and tokenizing images.
+
+    tokenizer = load_frozen_tokenizer(config, device)    # eval mode, fp32, no grad, never wrapped by accelerate
+    tokens = tokenize(tokenizer, images)                  # (B, 3, R, R) in [0, 1] -> (B, h*w) int64
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+class TokenizerCheckpointError(ValueError):
+    """`experiment.vqgan_checkpoint` is missing, unreadable or does not match `model.vq_model`."""
+
+
+def _describe(vq) -> str:
+    return (f"model.vq_model (model_class={vq.model_class}, quantizer_type={vq.quantizer_type}, "
+            f"token_size={vq.token_size}, codebook_size={vq.codebook_size}, hidden_channels={vq.hidden_channels}, "
+            f"channel_mult={list(vq.channel_mult)})")
+
+
+def load_frozen_tokenizer(config, device: torch.device) -> nn.Module:
+    """`build_tokenizer(config)` with the weights of `experiment.vqgan_checkpoint`, frozen, in eval mode."""
+    from modeling import build_tokenizer, load_pretrained
+
+    path, vq = config.experiment.vqgan_checkpoint, config.model.vq_model
+    if not path or "MODEL_PATH" in path:
+        raise TokenizerCheckpointError(
+            f"experiment.vqgan_checkpoint is not set (got '{path}'). Stage-II training needs the weights of the "
+            f"frozen tokenizer described by {_describe(vq)}: pass experiment.vqgan_checkpoint=/path/to/"
+            f"tokenizer.bin (a released MaskBit tokenizer, or pytorch_model.bin exported by train_tokenizer.py).")
+    if not Path(path).expanduser().exists():
+        raise TokenizerCheckpointError(f"experiment.vqgan_checkpoint '{path}' does not exist. Point it at the "
+                                       f"weights of the tokenizer described by {_describe(vq)}.")
+    try:
+        tokenizer = load_pretrained(build_tokenizer(config), path)
+    except Exception as err:  # mismatched keys/shapes, unreadable file: same advice
+        raise TokenizerCheckpointError(
+            f"experiment.vqgan_checkpoint '{path}' does not load into the tokenizer of this config, "
+            f"{_describe(vq)}. Use the checkpoint trained with these model.vq_model settings, or set "
+            f"model.vq_model to match the checkpoint.\n{err}") from None
+    return tokenizer.to(device).eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def tokenize(tokenizer: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Images (B, 3, R, R) in [0, 1] -> token indices (B, h*w) int64 (row-major), in fp32 outside any autocast."""
+    with torch.autocast(images.device.type, enabled=False):
+        _, info = tokenizer.encode(images.float())
+    indices = info["min_encoding_indices"]
+    return indices.reshape(indices.shape[0], -1).long()
+
+
+def tokenizer_fingerprint(tokenizer: nn.Module) -> str:
+    """SHA-256 of the tokenizer's state dict (names and raw tensor bytes): identifies the weights whatever the
+    file format or name they were loaded from."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(tokenizer.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
