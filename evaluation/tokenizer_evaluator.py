@@ -2,7 +2,8 @@
 
     evaluator = TokenizerEvaluator(codebook_size=4096, num_bits=12, inception=build_inception(), lpips=LPIPS())
     for batch in loader: evaluator.update(originals, reconstructions, info["min_encoding_indices"])
-    metrics = evaluator.result()      # same dict on every process: statistics are summed over processes first
+    evaluator.all_reduce()            # sums the statistics over processes (no-op in a single process)
+    metrics = evaluator.result()      # then the same dict on every process
 
 All state is sums (counts, per-image metric sums, feature sums and outer products, index histograms), so any
 split of the data over processes gives the metrics of a single process.
@@ -13,6 +14,7 @@ from typing import Optional, Union
 
 import torch
 import torch.nn as nn
+from tqdm import tqdm
 
 from evaluation.codebook import CodebookStats
 from evaluation.distributed import all_reduce_sum_
@@ -59,8 +61,8 @@ class TokenizerEvaluator:
         for name, metric in PER_IMAGE_METRICS.items():
             self.sums[name] += metric(reconstructions, originals).sum().to(self.device)
         if self.inception is not None:
-            fake_pool, fake_logits = self.inception(to_uint8(reconstructions))
-            real_pool, _ = self.inception(to_uint8(originals))
+            pool, logits = self.inception(to_uint8(torch.cat([reconstructions, originals])))  # one big batch
+            (fake_pool, real_pool), fake_logits = pool.chunk(2), logits[:originals.shape[0]]
             self.is_stats.update(fake_logits)
             self.fake_stats.update(fake_pool)
             self.real_stats.update(real_pool)
@@ -81,7 +83,7 @@ class TokenizerEvaluator:
             self.codebook.all_reduce()
 
     def result(self) -> dict:
-        """Metric dict (reference names and order) from the statistics gathered so far on this process."""
+        """Metric dict with the reference names, in the reference order (after `all_reduce`: global metrics)."""
         n = int(self.count)
         if n < 1:
             raise ValueError("No examples to evaluate.")
@@ -108,8 +110,6 @@ def evaluate_tokenizer(model: nn.Module, loader, evaluator: TokenizerEvaluator, 
     Returns (metrics, (originals, reconstructions)) with up to `num_examples` images of the first batch (for a
     grid; None if this process saw no data). Originals and reconstructions are clamped to [0,1] as the reference.
     """
-    from tqdm import tqdm
-
     model.eval()
     evaluator.reset()
     examples = None

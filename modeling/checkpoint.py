@@ -74,7 +74,7 @@ def read_state_dict(path: Path) -> dict:
 
 
 def rename_prefixes(state_dict: Mapping[str, torch.Tensor], rename_keys: Mapping[str, str]) -> dict:
-    """Replace the first matching key prefix, e.g. {"token_emb": "input_proj"}: token_emb.weight -> input_proj.weight."""
+    """Replace the first matching key prefix: {"token_emb": "input_proj"} turns token_emb.weight into input_proj.weight."""
     renamed = {}
     for key, value in state_dict.items():
         for old, new in rename_keys.items():

@@ -134,9 +134,9 @@ class LPIPS(nn.Module):
         self.load_state_dict({k: state[k] for k in expected}, strict=False)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        feats_x, feats_y = self.net(self.scaling_layer(x)), self.net(self.scaling_layer(y))
         total = 0
-        for k, (fx, fy) in enumerate(zip(feats_x, feats_y)):
+        for k, feats in enumerate(self.net(self.scaling_layer(torch.cat([x, y])))):  # one VGG pass for both
+            fx, fy = feats.chunk(2)
             diff = (_unit_normalize(fx) - _unit_normalize(fy)) ** 2
             total = total + getattr(self, f"lin{k}").model(diff).mean(dim=(2, 3), keepdim=True)
         return total.flatten()

@@ -24,7 +24,6 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch
 from accelerate import PartialState
 
 from evaluation import (GeneratorEvaluator, SampleChunks, class_labels, default_is_splits, generate_chunks,
@@ -36,6 +35,7 @@ from modeling.generator import build_generator, load_generator_checkpoint
 from modeling.sampling import sample, sampling_kwargs
 from training.run_setup import set_backend_flags
 from utils.config import parse_args_or_exit
+from utils.weights import MissingWeightsError
 
 OFFICIAL_FLAGS = {  # official argparse flag -> config key
     "config": "config", "tokenizer": "experiment.vqgan_checkpoint", "vqgan": "experiment.vqgan_checkpoint",
@@ -129,4 +129,7 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (MissingWeightsError, FileNotFoundError) as err:  # missing weights/statistics: the message says the fix
+        sys.exit(f"eval_maskbit.py: error: {err}")

@@ -29,6 +29,7 @@ from modeling.checkpoint import load_pretrained
 from modeling.factory import build_tokenizer
 from training.run_setup import set_backend_flags
 from utils.config import parse_args_or_exit
+from utils.weights import MissingWeightsError
 
 
 def main(argv=None) -> dict:
@@ -66,4 +67,7 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (MissingWeightsError, FileNotFoundError) as err:  # missing weights/statistics: the message says the fix
+        sys.exit(f"eval_tokenizer.py: error: {err}")

@@ -6,7 +6,9 @@ import torch
 
 os.environ.setdefault("MASKBIT_OFFLINE", "1")  # never try to download weights from a test
 os.environ.setdefault("WANDB_MODE", "offline")
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Tests use tiny tensors: one intra-op thread is faster than two fighting over 2 cores (and over other
+# processes such as the 2-rank accelerate runs some tests start).
+torch.set_num_threads(1)
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from accelerate import PartialState
 
@@ -35,14 +36,21 @@ TINY_GENERATOR = {
 
 
 def generator_config(output_dir, shards: dict, tokenizer_path, tokens_dir="", **sections) -> dict:
-    """TINY_GENERATOR with paths filled in and per-section overrides ({"training": {...}})."""
+    """TINY_GENERATOR with paths filled in and nested overrides ({"training": {"max_train_steps": 4}})."""
     cfg = copy.deepcopy(TINY_GENERATOR)
     cfg["experiment"].update(output_dir=str(output_dir), vqgan_checkpoint=str(tokenizer_path))
     cfg["dataset"]["params"].update(train_shards_path_or_url=shards["train"], eval_shards_path_or_url=shards["val"],
                                     pretokenized_shards_path_or_url=str(tokens_dir))
-    for section, values in sections.items():
-        cfg[section].update(values)
+    _merge(cfg, sections)
     return cfg
+
+
+def _merge(base: dict, overrides: dict) -> None:
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
 
 
 def save_random_tokenizer(cfg: dict, path, seed: int = 0) -> Path:
@@ -115,3 +123,12 @@ def assert_bitwise_equal(a, b, where=""):
         assert torch.equal(a, b), where
     else:
         assert a == b, where
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models: one thread is much faster than two on a busy 2-core machine (import this fixture)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

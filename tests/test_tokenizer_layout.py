@@ -13,7 +13,7 @@ from modeling import build_discriminator, build_tokenizer
 from utils.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = sorted((ROOT / "configs" / "tokenizer").glob("*.yaml")) + sorted((ROOT / "configs" / "external").glob("*.yaml"))
+CONFIGS = sorted((ROOT / "configs" / "tokenizer").glob("*.yaml")) + sorted((ROOT / "configs/external").glob("*.yaml"))
 
 
 def layout(layout_dir, name):

@@ -12,7 +12,7 @@ from data import write_synthetic_shards
 from training import TokenizerTrainer
 from train_utils import REPO, subprocess_env, tiny_config, write_yaml
 
-N = 4
+N = 3  # the GAN starts at step 3, so the resumed half trains generator, discriminator and LeCAM
 
 
 def assert_bitwise_equal(a, b, where=""):

@@ -127,13 +127,15 @@ def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(shards, tmp_pat
 
     def poisoned(self, x, x_rec, info, step, *args, **kwargs):
         total, logs = original(self, x, x_rec, info, step, *args, **kwargs)
-        return (total * float("nan"), {**logs, "total_loss": logs["total_loss"] * float("nan")}) if step == 4 else (total, logs)
+        if step == 2:  # the third optimizer step
+            total, logs = total * float("nan"), {**logs, "total_loss": logs["total_loss"] * float("nan")}
+        return total, logs
 
     monkeypatch.setattr(VQGANLoss, "generator_loss", poisoned)
-    cfg = tiny_config(shards, tmp_path, experiment={"save_every": 4, "eval_every": 100})
-    with pytest.raises(NonFiniteLossError, match=r"step 5: .*total_loss=nan <-- non-finite"):
+    cfg = tiny_config(shards, tmp_path, experiment={"save_every": 2, "eval_every": 100, "generate_every": 100})
+    with pytest.raises(NonFiniteLossError, match=r"step 3: .*total_loss=nan <-- non-finite"):
         TokenizerTrainer(cfg).train()
-    assert sorted(p.name for p in tmp_path.glob("checkpoint-*")) == ["checkpoint-4"]
+    assert sorted(p.name for p in tmp_path.glob("checkpoint-*")) == ["checkpoint-2"]
     assert not (tmp_path / "pytorch_model.bin").exists()
 
 

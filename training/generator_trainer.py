@@ -52,6 +52,7 @@ class GeneratorTrainer(Trainer):
                       schedulers={"generator": scheduler})
         self.loss_fn = MLMLoss(cfg.losses.mlm.label_smoothing, cfg.losses.mlm.sum_splits)
         self._batch_number = 0
+        generator = self.unwrap("generator")
         source = f"token folder {self.token_shards.directory}" if self.token_shards else "images, tokenized on the fly"
         self.logger.info(f"Generator: {sum(p.numel() for p in generator.parameters()):,} parameters "
                          f"({cfg.model.mlm_model.model_cls}, {generator.bits} bits in {generator.splits} splits, "
@@ -117,7 +118,7 @@ class GeneratorTrainer(Trainer):
         # a batch without any masked element (possible for tiny batches) has NaN masked-only stats: log 0, not stop
         for key in ("masked_token_loss", "masked_correct_tokens"):
             logs[key] = torch.nan_to_num(logs[key], nan=0.0)
-        logs["total_loss"] = loss.detach()
+        logs["total_loss"] = logs.pop("mlm_loss")
         return logs
 
     # ------------------------------------------------------------------------------------------- images

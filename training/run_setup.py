@@ -32,12 +32,15 @@ def build_accelerator(config, output_dir: Path) -> Accelerator:
     """Accelerator with the config's gradient accumulation, mixed precision and tracker; seeds every RNG."""
     if config.experiment.logger not in LOGGERS:
         raise ValueError(f"experiment.logger must be one of {LOGGERS}, got {config.experiment.logger!r}")
-    if config.training.mixed_precision not in ("no", "bf16", "fp16"):
-        raise ValueError(f"training.mixed_precision must be no, bf16 or fp16, got {config.training.mixed_precision!r}")
+    mixed_precision = config.training.mixed_precision
+    if mixed_precision in ("False", "false"):  # an unquoted `no` on the command line is YAML for False
+        mixed_precision = "no"
+    if mixed_precision not in ("no", "bf16", "fp16"):
+        raise ValueError(f"training.mixed_precision must be no, bf16 or fp16, got {mixed_precision!r}")
     set_backend_flags(config.training.enable_tf32)
     accelerator = Accelerator(
         gradient_accumulation_steps=config.training.gradient_accumulation_steps,
-        mixed_precision=config.training.mixed_precision,
+        mixed_precision=mixed_precision,
         log_with=config.experiment.logger,
         project_dir=str(output_dir / "logs"),
         split_batches=False,
