@@ -22,8 +22,8 @@ from utils.weights import MissingWeightsError, load_state_dict_file
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 TRAINING_SUBFOLDERS = ("ema_model", "unwrapped_model")  # inside checkpoint-<step>/, in order of preference
 # Lightning checkpoints pickle callback and hyper-parameter objects next to the weights; these are swapped for inert
-# stand-ins so that the file still loads with weights_only=True. Anything else is refused.
-IGNORABLE_GLOBALS = ("pytorch_lightning.", "lightning.", "lightning_fabric.", "omegaconf.")
+# stand-ins (inert objects that run no code) so that the file still loads with weights_only=True. Others are refused.
+IGNORABLE_GLOBALS = ("pytorch_lightning.", "lightning.", "lightning_fabric.", "omegaconf.", "argparse.", "numpy.")
 
 
 class CheckpointMismatchError(ValueError):
@@ -74,7 +74,7 @@ def read_state_dict(path: Path) -> dict:
 
 
 def rename_prefixes(state_dict: Mapping[str, torch.Tensor], rename_keys: Mapping[str, str]) -> dict:
-    """Replace the first matching key prefix: {"token_emb": "input_proj"} turns token_emb.weight into input_proj.weight."""
+    """Rename by the first matching key prefix: {"token_emb": "input_proj"} maps token_emb.weight to input_proj.weight."""
     renamed = {}
     for key, value in state_dict.items():
         for old, new in rename_keys.items():

@@ -4,9 +4,9 @@
         --resolution 256 --batch 2 --steps 3 --device cpu
 
 Every figure comes from a fresh subprocess, so that memory cached by an earlier run cannot hide a peak.
-Peak memory is the extra memory of the measured call: CUDA max_memory_allocated, or the CPU peak resident set size
-(VmHWM, reset through /proc/self/clear_refs) above the resident size before the call. Times are medians over
---steps calls after one warm-up call.
+Peak memory is the extra memory of one call after a warm-up call: CUDA max_memory_allocated, or on CPU the peak
+resident set size (VmHWM, reset through /proc/self/clear_refs) above the resident size before the call, with glibc
+told to return freed blocks to the system. Times are medians over --steps calls after the warm-up call.
 """
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ def parse_args(argv=None):
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--device", default="cuda" if _cuda_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads per run (0: PyTorch's default)")
+    parser.add_argument("--tables", nargs="*", default=["model", "entropy"], choices=["model", "entropy"])
     parser.add_argument("--entropy-bits", type=int, nargs="*", default=[12, 14, 16, 18],
                         help="token bits for the entropy-loss table (none: skip it)")
     parser.add_argument("--entropy-positions", type=int, default=4096,
@@ -82,6 +84,8 @@ def measure(fn, device: str, steps: int, what: str) -> dict:
 def run_worker(task: dict) -> dict:
     import torch
     torch.manual_seed(0)
+    if task["threads"]:
+        torch.set_num_threads(task["threads"])
     device = task["device"]
     if task["kind"] == "model":
         from modeling import build_tokenizer
@@ -153,15 +157,17 @@ def main():
     if args.worker:
         print(json.dumps(run_worker(json.loads(args.worker))))
         return
-    common = dict(device=args.device, steps=args.steps)
-    print(f"device={args.device} ({os.cpu_count()} cpus) config={os.path.relpath(args.config, ROOT)} "
-          f"batch={args.batch} resolution={args.resolution} steps={args.steps}")
-    print(f"\n{'tokenizer':<18}{'median time':>13}{'peak extra':>11}")
-    for what in ("encode", "decode", "forward+backward"):
-        task = dict(common, kind="model", what=what, config=args.config, batch=args.batch,
-                    resolution=args.resolution)
-        print(f"{what:<18}{fmt(in_subprocess(task))}")
-    if not args.entropy_bits:
+    common = dict(device=args.device, steps=args.steps, threads=args.threads)
+    print(f"device={args.device} ({os.cpu_count()} cpus, threads={args.threads or 'default'}) "
+          f"config={os.path.relpath(args.config, ROOT)} batch={args.batch} resolution={args.resolution} "
+          f"steps={args.steps}")
+    if "model" in args.tables:
+        print(f"\n{'tokenizer':<18}{'median time':>13}{'peak extra':>11}")
+        for what in ("encode", "decode", "forward+backward"):
+            task = dict(common, kind="model", what=what, config=args.config, batch=args.batch,
+                        resolution=args.resolution)
+            print(f"{what:<18}{fmt(in_subprocess(task))}", flush=True)
+    if "entropy" not in args.tables or not args.entropy_bits:
         return
     positions = args.entropy_positions
     print(f"\nLFQ entropy loss, forward+backward, {positions} latent positions, T=0.01")
@@ -179,7 +185,7 @@ def main():
             else:
                 naive = fmt(in_subprocess(dict(common, kind="entropy", what="naive", bits=bits,
                                                positions=positions, scale=scale)))
-            print(f"{bits:<6}{scale:>11}{fmt(ours):>24}{naive:>26}")
+            print(f"{bits:<6}{scale:>11}{fmt(ours):>24}{naive:>26}", flush=True)
 
 
 if __name__ == "__main__":

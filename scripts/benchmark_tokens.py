@@ -94,7 +94,8 @@ def main() -> None:
             runs["fly"].append(train_throughput(fly_cfg.copy(), root / f"train_on_the_fly_{i}", args.train_steps))
             runs["pre"].append(train_throughput(cfg.copy(), root / f"train_pretokenized_{i}", args.train_steps))
         fly, pre = max(runs["fly"]), max(runs["pre"])
-        print(f"training step  on the fly: {fly:10.1f} samples/s | pretokenized: {pre:10.1f} samples/s | x{pre / fly:.2f}")
+        print(f"training step  on the fly: {fly:10.1f} samples/s | pretokenized: {pre:10.1f} samples/s "
+              f"| x{pre / fly:.2f}")
     print(f"(files in {root}; the machine may be shared: timings are noisy)")
 
 

@@ -14,6 +14,7 @@ with `scripts/train_maskbit.py ... dataset.params.pretokenized_shards_path_or_ur
 import sys
 
 from accelerate import PartialState
+from accelerate.utils import parse_flag_from_env
 
 from training.pretokenize import pretokenize
 from training.run_setup import set_backend_flags
@@ -23,7 +24,7 @@ from utils.config import parse_args_or_exit
 
 def main() -> None:
     config = parse_args_or_exit(prog="pretokenize.py")
-    state = PartialState()
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))  # as accelerate's own AcceleratorState
     set_backend_flags(config.training.enable_tf32)  # the same convolution settings as on-the-fly tokens
     try:
         tokenizer = load_frozen_tokenizer(config, state.device)

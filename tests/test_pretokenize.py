@@ -1,6 +1,7 @@
 """Pre-tokenized token shards: the script's round trip, and the resumable, rank-disjoint token stream."""
+import copy
 import json
-import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,8 +11,8 @@ from data import ShardSource, TokenShards, TokenShardWriter, TokenStream, write_
 from data.streams import derive_seed
 from data.token_shards import write_meta
 from data.transforms import decode_image, to_float, transforms_from_config
-from helpers_generator_training import (REPO, generator_config, make_token_folder, one_thread,  # noqa: F401
-                                        run, save_random_tokenizer)
+from helpers_generator_training import (REPO, generator_config, launch_command,  # noqa: F401
+                                        make_token_folder, one_thread, run, save_random_tokenizer)
 from modeling import build_tokenizer, load_pretrained
 from training.pretokenize import VIEW_STREAM
 from utils.config import with_defaults
@@ -20,16 +21,13 @@ from train_utils import write_yaml
 
 @pytest.fixture(scope="module")
 def pretokenized(tmp_path_factory):
-    """40 synthetic images, 3 views each, tokenized by `scripts/pretokenize.py` (one process)."""
+    """40 synthetic images, 3 views each, tokenized by `accelerate launch scripts/pretokenize.py` (2 processes)."""
     root = tmp_path_factory.mktemp("pretokenize")
     shards = write_synthetic_shards(str(root / "shards"), num_train=40, num_val=4, resolution=24, seed=0)
     cfg = generator_config(root / "run", shards, root / "tok.bin", root / "tokens",
-                           dataset={"params": {"num_workers_per_gpu": 1, "pretokenize_num_views": 3},
-                                    "preprocessing": {"resolution": 16, "use_aspect_ratio_aug": False,
-                                                      "interpolation": "bicubic"}})
+                           dataset={"params": {"num_workers_per_gpu": 1, "pretokenize_num_views": 3}})
     save_random_tokenizer(cfg, root / "tok.bin")
-    result = run([sys.executable, str(REPO / "scripts" / "pretokenize.py"),
-                  f"config={write_yaml(cfg, root / 'cfg.yaml')}"], timeout=300)
+    result = run(launch_command(REPO / "scripts" / "pretokenize.py", [f"config={write_yaml(cfg, root / 'cfg.yaml')}"]))
     assert result.returncode == 0, result.stderr[-3000:]
     return cfg, result
 
@@ -37,10 +35,12 @@ def pretokenized(tmp_path_factory):
 def test_round_trip_equals_the_tokenizer_on_each_view(pretokenized):
     cfg, result = pretokenized
     assert "40 images (0 unreadable, left out) x 3 views of 4x4 10-bit tokens" in result.stdout
+    assert "over 2 process(es)" in result.stdout
     cfg = with_defaults(cfg)
     shards = TokenShards(cfg.dataset.params.pretokenized_shards_path_or_url)
     assert len(shards) == 40 and shards.num_views == 3 and shards.grid == (4, 4) and shards.token_bits == 10
-    records = np.load(shards.directory / "tokens-0000.npy")
+    assert np.load(shards.directory / "tokens-0001.npy")["index"].tolist() == list(range(1, 40, 2))  # rank 1
+    records = records_by_image(shards.directory)
     assert records.dtype["tokens"].base == np.uint16 and records["index"].tolist() == list(range(40))
 
     tokenizer = load_pretrained(build_tokenizer(cfg), cfg.experiment.vqgan_checkpoint)
@@ -56,14 +56,26 @@ def test_round_trip_equals_the_tokenizer_on_each_view(pretokenized):
         assert records["class_id"][i] == class_id
         assert np.array_equal(records["tokens"][i], info["min_encoding_indices"].numpy())
         assert len({view.tobytes() for view in records["tokens"][i]}) > 1  # the views are different crops
-    tokens, labels = shards.read(np.array([17, 3]), np.array([2, 0]))
-    assert torch.equal(tokens[0], torch.from_numpy(records["tokens"][17][2].reshape(-1).astype(np.int64)))
-    assert labels.tolist() == [records["class_id"][17], records["class_id"][3]]
+    stored = np.concatenate([np.load(shards.directory / f"tokens-000{rank}.npy") for rank in (0, 1)])
+    tokens, labels = shards.read(np.array([17, 3]), np.array([2, 0]))  # valid records in storage order
+    assert np.array_equal(tokens.numpy(), stored["tokens"][[17, 3], [2, 0]].reshape(2, -1))
+    assert labels.tolist() == stored["class_id"][[17, 3]].tolist()
 
 
-def test_existing_token_folder_is_not_overwritten(pretokenized):
+def records_by_image(directory):
+    """All records of a token folder, sorted by source image."""
+    records = np.concatenate([np.load(path) for path in sorted(directory.glob("tokens-*.npy"))])
+    return records[np.argsort(records["index"])]
+
+
+def test_tokens_do_not_depend_on_the_process_count(pretokenized, tmp_path):
+    cfg = copy.deepcopy(pretokenized[0])
     with pytest.raises(FileExistsError, match="already holds token shards"):
-        make_token_folder(pretokenized[0])
+        make_token_folder(cfg)
+    two = records_by_image(Path(cfg["dataset"]["params"]["pretokenized_shards_path_or_url"]))
+    cfg["dataset"]["params"].update(pretokenized_shards_path_or_url=str(tmp_path / "tokens"), num_workers_per_gpu=0)
+    one = records_by_image(make_token_folder(cfg))  # one process, no loader workers
+    assert np.array_equal(one, two)
 
 
 def _token_folder(path, num_images=23, num_views=2, invalid=(5,)):
@@ -90,9 +102,8 @@ def test_token_stream_resumes_exactly_and_splits_epochs_across_ranks(tmp_path):
         got = next(resumed)
         assert torch.equal(got["tokens"], expected["tokens"]) and torch.equal(got["class_id"], expected["class_id"])
 
-    per_rank = [torch.cat([TokenStream(shards, 11, 3, rank, 2).batch(0)["tokens"][:, 0]]) for rank in (0, 1)]
-    images = torch.cat(per_rank) // 10  # one epoch = 11 samples per rank
-    assert sorted(images.tolist()) == [i for i in range(23) if i != 5]  # every valid image once, over both ranks
+    epoch = torch.cat([TokenStream(shards, 11, 3, rank, 2).batch(0)["tokens"][:, 0] for rank in (0, 1)])
+    assert sorted((epoch // 10).tolist()) == [i for i in range(23) if i != 5]  # each valid image once per epoch
     epoch0, epoch1 = (TokenStream(shards, 11, 3, 0, 2).batch(b)["tokens"][:, 0] for b in (0, 1))
     assert not torch.equal(epoch0 // 10, epoch1 // 10)  # a new permutation each epoch
     views = torch.cat([TokenStream(shards, 11, 3, 0, 2).batch(b)["tokens"][:, 0] % 10 for b in range(4)])

@@ -45,7 +45,7 @@ def test_generator_learns_the_synthetic_tokens(data, tmp_path):
                  model={"mlm_model": {"dropout": 0.0}}, training={"max_train_steps": 200, "per_gpu_batch_size": 16},
                  lr_scheduler={"params": {"warmup_steps": 10}})
     GeneratorTrainer(cfg).train()
-    logs = [r for r in read_metrics(tmp_path / "metrics.jsonl") if "train/total_loss" in r]
+    logs = [r for r in read_metrics(tmp_path / "metrics.jsonl") if "train/mlm_loss" in r]
     first, last = logs[0], logs[-1]
     # what a model ignoring its inputs can reach: the most frequent value of each split, on every element
     shards = TokenShards(data["tokens"])
@@ -53,7 +53,7 @@ def test_generator_learns_the_synthetic_tokens(data, tmp_path):
     unigram = [torch.bincount(((tokens >> (5 * s)) & 31).flatten()).max().item() / tokens.numel() for s in (0, 1)]
     baseline = unigram[0] * unigram[1]  # the logged accuracy is (mean element accuracy)^splits
     assert last["train/masked_correct_tokens"] > max(2.5 * baseline, 30 / 32 ** 2), (last, baseline)
-    assert last["train/total_loss"] < first["train/total_loss"] - 0.6
+    assert last["train/mlm_loss"] < first["train/mlm_loss"] - 0.6
     assert last["train/correct_tokens"] > last["train/masked_correct_tokens"]  # visible elements are easier
 
 
@@ -86,7 +86,7 @@ def test_on_the_fly_tokens_artefacts_and_frozen_tokenizer(data, tmp_path):
     for name in ("unwrapped_model/pytorch_model.bin", "ema_model/pytorch_model.bin", "training_state.pt"):
         assert (out / "checkpoint-4" / name).is_file(), name
     record = read_metrics(out / "metrics.jsonl")[-1]
-    for key in ("train/total_loss", "train/masked_token_loss", "train/masked_correct_tokens",
+    for key in ("train/mlm_loss", "train/masked_token_loss", "train/masked_correct_tokens",
                 "train/correct_tokens", "lr", "perf/samples_per_sec"):
         assert np.isfinite(record[key]), key
     exported = load_generator_checkpoint(build_generator(cfg), out / "pytorch_model.bin")
@@ -110,7 +110,8 @@ def test_tokenizer_checkpoint_errors_name_the_file_and_config(data, tmp_path):
         GeneratorTrainer(config(data, tmp_path, experiment={"vqgan_checkpoint": "/no/such/tokenizer.bin"}))
     wider = config(data, tmp_path, model={"vq_model": {"hidden_channels": 64}})
     save_random_tokenizer(wider, tmp_path / "wide.bin")
-    with pytest.raises(TokenizerCheckpointError, match=r"(?s)wide.bin' does not load.*hidden_channels=32.*shape mismatches"):
+    mismatch = r"(?s)wide.bin' does not load.*hidden_channels=32.*shape mismatches"
+    with pytest.raises(TokenizerCheckpointError, match=mismatch):
         GeneratorTrainer(config(data, tmp_path, experiment={"vqgan_checkpoint": str(tmp_path / "wide.bin")}))
 
 
@@ -130,3 +131,17 @@ def test_script_reports_a_missing_tokenizer_without_traceback(data, tmp_path):
     assert result.returncode == 1, result.stderr[-2000:]
     assert "train_maskbit.py: error: experiment.vqgan_checkpoint is not set" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_vq_tokenizer_with_the_embedding_generator(data, tmp_path):
+    """The `bert` baseline on VQ tokens: indices split from log2(codebook_size) bits the same way."""
+    cfg = config(data, tmp_path, tokens=False, training={"max_train_steps": 2},
+                 model={"vq_model": {"quantizer_type": "lookup", "codebook_size": 1024, "token_size": 8},
+                        "mlm_model": {"model_cls": "bert"}}, experiment={"vqgan_checkpoint": str(tmp_path / "vq.bin")})
+    save_random_tokenizer(cfg, tmp_path / "vq.bin")
+    trainer = GeneratorTrainer(cfg)
+    trainer.train()
+    generator = trainer.unwrap("generator")
+    assert type(generator).__name__ == "EmbeddingTokenTransformer" and generator.mask_token == 32
+    record = read_metrics(tmp_path / "metrics.jsonl")[-1]
+    assert record["step"] == 2 and np.isfinite(record["train/mlm_loss"])

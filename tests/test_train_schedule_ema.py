@@ -40,7 +40,8 @@ def test_scheduler_sets_optimizer_lr_per_optimizer_step_and_first_step_runs_at_z
         lrs.append(optimizer.param_groups[0]["lr"])
         optimizer.step()
         scheduler.step()
-    assert lrs == pytest.approx([0.0, 2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi / 16)))])
+    decayed = 1e-3 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi / 16)))  # step 5: progress 1/16
+    assert lrs == pytest.approx([0.0, 2.5e-4, 5e-4, 7.5e-4, 1e-3, decayed])
     state = scheduler.state_dict()
     assert state["last_epoch"] == 6 and state["lr_lambdas"] == [None]  # numbers only: weights_only loadable
 

@@ -89,8 +89,8 @@ def test_final_export_is_the_ema_model_and_loads_strictly(tiny_run):
 
 
 def test_warm_start_from_init_checkpoint_and_missing_path(tiny_run, shards, tmp_path):
-    cfg = tiny_config(shards, tmp_path / "warm", experiment={"init_checkpoint": str(tiny_run.output_dir / "checkpoint-3"),
-                                                             "eval_every": 100},
+    init = str(tiny_run.output_dir / "checkpoint-3")
+    cfg = tiny_config(shards, tmp_path / "warm", experiment={"init_checkpoint": init, "eval_every": 100},
                       training={"max_train_steps": 4})
     trainer = TokenizerTrainer(cfg)
     trainer.train()
@@ -163,3 +163,20 @@ def test_script_reports_config_errors(shards, tmp_path, monkeypatch, capsys):
     assert run_script_main([f"config={path}", f"experiment.init_checkpoint={tmp_path / 'nope'}"], monkeypatch) == 1
     err = capsys.readouterr().err
     assert "experiment.init_checkpoint" in err and "nope" in err and "Traceback" not in err
+
+
+def test_wandb_logger_works_offline(shards, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg = tiny_config(shards, tmp_path, experiment={"logger": "wandb", "log_every": 1, "generate_every": 1,
+                                                    "eval_every": 100}, training={"max_train_steps": 1})
+    TokenizerTrainer(cfg).train()
+    assert list((tmp_path / "logs" / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert list((tmp_path / "logs" / "wandb").rglob("reconstructions_*.png"))
+
+
+def test_quickstart_config_validates():
+    cfg = load_config([f"config={REPO / 'configs' / 'quickstart' / 'tokenizer_tiny.yaml'}"])
+    vq = cfg.model.vq_model
+    assert (vq.quantizer_type, vq.token_size, vq.codebook_size, vq.hidden_channels) == ("lookup-free", 10, 1024, 32)
+    assert cfg.losses.perceptual_loss == "none" and cfg.losses.discriminator_start < cfg.training.max_train_steps
+    assert vq.entropy_loss_weight > 0 and cfg.dataset.preprocessing.resolution == 32

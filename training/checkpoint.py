@@ -136,8 +136,8 @@ class CheckpointManager:
         this process's RNG states when the folder has them."""
         path = Path(path)
         if not is_complete_checkpoint(path):
-            raise CheckpointNotFoundError(f"'{path}' is not a complete training checkpoint (expected {METADATA_FILE} and "
-                                    f"{MODEL_FILE} inside a checkpoint-<step> folder written by this trainer).")
+            raise CheckpointNotFoundError(f"'{path}' is not a complete training checkpoint (expected {METADATA_FILE} "
+                                          f"and {MODEL_FILE} in a checkpoint-<step> folder written by this trainer).")
         rng_file = path / f"random_states_{self.accelerator.process_index}.pt"
         if rng_file.is_file():
             set_rng_state(_load(rng_file))

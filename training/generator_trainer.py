@@ -34,14 +34,21 @@ MASK_STREAM = 30  # derived-seed tag of the masking / label-dropout generator
 
 
 class GeneratorTrainer(Trainer):
+    main_loss = "mlm_loss"
+
     def build(self) -> None:
         from modeling import MLMLoss, build_generator
         cfg, acc = self.config, self.accelerator
-        # tokenizer first, as the official script: with the same seed the generator gets the same init
+        # tokenizer first, as the official script: the global RNG is in the same state when the generator is built
         self.tokenizer = load_frozen_tokenizer(cfg, self.device)
         generator = build_generator(cfg).to(self.device)
         self.token_shards = self._open_token_shards(generator)
         self._check_grid_classes(generator.num_classes)
+        source = f"token folder {self.token_shards.directory}" if self.token_shards else "images, tokenized on the fly"
+        self.logger.info(f"Generator: {sum(p.numel() for p in generator.parameters()):,} parameters "
+                         f"({cfg.model.mlm_model.model_cls}, {generator.bits} bits in {generator.splits} splits, "
+                         f"{generator.seq_len} tokens); frozen tokenizer {cfg.experiment.vqgan_checkpoint}; "
+                         f"training on {source}")
         optimizer = build_adamw(generator.parameters(),
                                 scaled_lr(cfg.optimizer.params.learning_rate, cfg, acc.num_processes), cfg.optimizer)
         generator, optimizer = acc.prepare(generator, optimizer)
@@ -51,13 +58,7 @@ class GeneratorTrainer(Trainer):
         self.register("generator", models={"generator": generator}, optimizers={"generator": optimizer},
                       schedulers={"generator": scheduler})
         self.loss_fn = MLMLoss(cfg.losses.mlm.label_smoothing, cfg.losses.mlm.sum_splits)
-        self._batch_number = 0
-        generator = self.unwrap("generator")
-        source = f"token folder {self.token_shards.directory}" if self.token_shards else "images, tokenized on the fly"
-        self.logger.info(f"Generator: {sum(p.numel() for p in generator.parameters()):,} parameters "
-                         f"({cfg.model.mlm_model.model_cls}, {generator.bits} bits in {generator.splits} splits, "
-                         f"{generator.seq_len} tokens); frozen tokenizer {cfg.experiment.vqgan_checkpoint}; "
-                         f"training on {source}")
+        self._batch_number = 0  # micro-batches consumed: the masking seed (reset by train_batches on resume)
 
     # ------------------------------------------------------------------------------------------- data
     def _open_token_shards(self, generator) -> Optional[TokenShards]:
@@ -118,7 +119,6 @@ class GeneratorTrainer(Trainer):
         # a batch without any masked element (possible for tiny batches) has NaN masked-only stats: log 0, not stop
         for key in ("masked_token_loss", "masked_correct_tokens"):
             logs[key] = torch.nan_to_num(logs[key], nan=0.0)
-        logs["total_loss"] = logs.pop("mlm_loss")
         return logs
 
     # ------------------------------------------------------------------------------------------- images
@@ -144,9 +144,4 @@ class GeneratorTrainer(Trainer):
                   for i in range(0, len(classes), cfg.batch_size)]
         grid = (make_grid(torch.cat(images), nrow=cfg.per_class, padding=2, pad_value=1.0) * 255).to(torch.uint8)
         save_grid(grid, self.output_dir / "train_generated_images" / f"{self.global_step:08d}.png")
-        if self.config.experiment.logger == "wandb":
-            self.accelerator.get_tracker("wandb").log_images({"train/generated": [grid.permute(1, 2, 0).numpy()]},
-                                                             step=self.global_step)
-        else:
-            self.accelerator.get_tracker("tensorboard").log_images({"train/generated": grid[None]},
-                                                                   step=self.global_step)
+        self.log_image("train/generated", grid)

@@ -30,7 +30,8 @@ def _progress(step: int, warmup_steps: int, total_steps: int) -> float:
     return float(step - warmup_steps) / float(max(1, total_steps - warmup_steps))
 
 
-def lr_multiplier_fn(name: str, warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.1) -> Callable[[int], float]:
+def lr_multiplier_fn(name: str, warmup_steps: int, total_steps: int,
+                     min_lr_ratio: float = 0.1) -> Callable[[int], float]:
     """step -> lr / peak lr for schedule `name` (same float expressions as the reference)."""
     if name not in SCHEDULES:
         raise ValueError(f"lr_scheduler.scheduler must be one of {SCHEDULES}, got {name!r}")

@@ -119,14 +119,7 @@ class TokenizerTrainer(Trainer):
         model.train(was_training)
         grid = reconstruction_grid(x, x_rec)
         save_grid(grid, self.output_dir / "train_images" / f"{self.global_step:08d}.png")
-        self._log_image("train/reconstructions", grid)
-
-    def _log_image(self, key: str, grid: torch.Tensor) -> None:
-        if self.config.experiment.logger == "wandb":
-            self.accelerator.get_tracker("wandb").log_images({key: [grid.permute(1, 2, 0).numpy()]},
-                                                             step=self.global_step)
-        else:
-            self.accelerator.get_tracker("tensorboard").log_images({key: grid[None]}, step=self.global_step)
+        self.log_image("train/reconstructions", grid)
 
     def _build_evaluator(self):
         """Reconstruction metrics on the eval set every `experiment.eval_every` steps (when eval shards are set);
@@ -166,5 +159,6 @@ class TokenizerTrainer(Trainer):
         result = evaluator.result()
         scalars = {f"eval/{k}": float(v) for k, v in result.items() if not isinstance(v, (list, tuple))}
         self.metrics.log(self.global_step, scalars)
-        self.logger.info(f"eval at step {self.global_step}: " + " ".join(f"{k[5:]} {v:.4f}" for k, v in scalars.items()))
+        summary = " ".join(f"{k[5:]} {v:.4f}" for k, v in scalars.items())
+        self.logger.info(f"eval at step {self.global_step}: {summary}")
         return result

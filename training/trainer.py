@@ -33,13 +33,16 @@ EXPORT_FILE = "pytorch_model.bin"
 
 
 class Trainer:
+    main_loss = "total_loss"  # the train_step log entry shown in the progress bar and log lines
+
     def __init__(self, config):
         self.config = cfg = with_defaults(config)
         init = cfg.experiment.init_checkpoint
         if init and not is_complete_checkpoint(Path(init)):
-            raise CheckpointNotFoundError(f"experiment.init_checkpoint='{init}' is not a checkpoint folder (expected a "
-                                    f"checkpoint-<step> folder with metadata.json written by this trainer). Fix the "
-                                    f"path, or set experiment.init_checkpoint='' to train from scratch.")
+            raise CheckpointNotFoundError(
+                f"experiment.init_checkpoint='{init}' is not a checkpoint folder (expected a checkpoint-<step> folder "
+                f"with metadata.json written by this trainer). Fix the path, or set experiment.init_checkpoint='' to "
+                f"train from scratch.")
         self.output_dir = resolve_output_dir(cfg)
         self.accelerator = acc = build_accelerator(cfg, self.output_dir)
         if acc.is_main_process:
@@ -104,7 +107,7 @@ class Trainer:
         if acc.sync_gradients:
             if not getattr(optimizer, "step_was_skipped", False):  # fp16 overflow: keep the schedule in place
                 self.schedulers[name].step()
-            if (self.global_step + 1) % self.config.experiment.log_grad_norm_every == 0:
+            if acc.is_main_process and (self.global_step + 1) % self.config.experiment.log_grad_norm_every == 0:
                 self._log_grad_norms(name)
         optimizer.zero_grad(set_to_none=True)
 
@@ -160,12 +163,14 @@ class Trainer:
         step, every = self.global_step, self.config.experiment
         if step % every.log_every == 0:
             self._log(progress)
+        start = time.perf_counter()
         if step % every.save_every == 0:
             self.save_checkpoint()
         if step % every.generate_every == 0:
             self.visualize(batch)
         if step % every.eval_every == 0:
             self.evaluate()
+        self._window_start += time.perf_counter() - start  # samples/s measures training, not this
 
     # ------------------------------------------------------------------------------------------- logging
     def _init_trackers(self) -> None:
@@ -190,12 +195,24 @@ class Trainer:
         scalars["perf/data_time_per_step"] = self._data_time / max(1, self._window_steps)
         scalars.update(self.extra_logs())
         self.metrics.log(self.global_step, scalars)
-        loss = scalars.get("train/total_loss", float("nan"))
+        key = f"train/{self.main_loss}"
+        key = key if key in scalars else next((k for k in scalars if k.startswith("train/")), key)
+        loss = scalars.get(key, float("nan"))
         self.logger.info(f"step {self.global_step}: loss {loss:.4f} lr {scalars['lr']:.3e} "
                          f"{scalars['perf/samples_per_sec']:.1f} samples/s | " + " ".join(
                              f"{k[6:]} {v:.4g}" for k, v in scalars.items() if k.startswith("train/")))
         progress.set_postfix(loss=f"{loss:.4f}", lr=f"{scalars['lr']:.2e}")
         self._window_start, self._window_steps, self._data_time = time.perf_counter(), 0, 0.0
+
+    def log_image(self, key: str, grid: torch.Tensor) -> None:
+        """Send a (3, H, W) uint8 image grid to the tracker (main process only)."""
+        if not self.accelerator.is_main_process:
+            return
+        if self.config.experiment.logger == "wandb":
+            self.accelerator.get_tracker("wandb").log_images({key: [grid.permute(1, 2, 0).numpy()]},
+                                                             step=self.global_step)
+        else:
+            self.accelerator.get_tracker("tensorboard").log_images({key: grid[None]}, step=self.global_step)
 
     def _log_grad_norms(self, name: str) -> None:
         norms = {f"grad_norm/{name}/{k}": (p.grad.detach().norm(p=2) / p.grad.numel()).item()

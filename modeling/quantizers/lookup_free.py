@@ -58,7 +58,7 @@ class LookupFreeQuantizer(nn.Module):
         z_q = torch.where(z > 0, 1.0, -1.0).to(z.dtype)
         commitment_loss = self.commitment_cost * torch.mean((z_q.detach() - z) ** 2)
 
-        per_sample_entropy = avg_entropy = entropy_loss = z.new_zeros(())
+        per_sample_entropy, avg_entropy, entropy_loss = (z.new_zeros(()) for _ in range(3))
         if self.training and self.entropy_loss_weight != 0.0:
             per_sample_entropy, avg_entropy = lfq_entropy(z, self.entropy_loss_temperature, self.entropy_gamma,
                                                           self.distributed_entropy, self.max_chunk_elements)

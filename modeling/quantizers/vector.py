@@ -53,7 +53,7 @@ class VectorQuantizer(nn.Module):
 
         commitment_loss = self.commitment_cost * torch.mean((z_q.detach() - z) ** 2)
         codebook_loss = torch.mean((z_q - z.detach()) ** 2)
-        per_sample_entropy = avg_entropy = entropy_loss = z.new_zeros(())
+        per_sample_entropy, avg_entropy, entropy_loss = (z.new_zeros(()) for _ in range(3))
         if self.training and self.entropy_loss_weight != 0.0:
             per_sample_entropy, avg_entropy = softmax_entropy(-distances, self.entropy_loss_temperature,
                                                               self.entropy_gamma, self.distributed_entropy)

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 def lecam_loss(real_mean: torch.Tensor, fake_mean: torch.Tensor, ema_real: torch.Tensor,
                ema_fake: torch.Tensor) -> torch.Tensor:
     """relu(r - ema_f)^2 + relu(ema_r - f)^2 on scalar batch means of the logits."""
-    return torch.mean(torch.pow(F.relu(real_mean - ema_fake), 2)) + torch.mean(torch.pow(F.relu(ema_real - fake_mean), 2))
+    real_term = torch.mean(torch.pow(F.relu(real_mean - ema_fake), 2))
+    return real_term + torch.mean(torch.pow(F.relu(ema_real - fake_mean), 2))
 
 
 class LeCAMRegularizer(nn.Module):

@@ -66,7 +66,8 @@ class PerceptualLoss(nn.Module):
 def _pretrained_network(name: str, weights_path: str) -> nn.Module:
     builder, weights, _ = PERCEPTUAL_NETWORKS[name]
     filename = weights.url.rsplit("/", 1)[-1]
-    path = resolve_weights(filename, url=weights.url, local_path=weights_path, config_key="losses.perceptual_weights_path",
+    path = resolve_weights(filename, url=weights.url, local_path=weights_path,
+                           config_key="losses.perceptual_weights_path",
                            what=f"Perceptual-loss weights ({name}, torchvision {weights})")
     with torch.device("meta"):  # skip the random init: every tensor is overwritten by the file
         network = builder(weights=None)

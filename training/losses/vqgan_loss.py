@@ -35,7 +35,8 @@ class VQGANLoss(nn.Module):
         super().__init__()
         c = losses_config
         if c.discriminator_loss not in GAN_LOSSES:
-            raise ValueError(f"losses.discriminator_loss must be one of {tuple(GAN_LOSSES)}, got {c.discriminator_loss!r}")
+            raise ValueError(f"losses.discriminator_loss must be one of {tuple(GAN_LOSSES)}, "
+                             f"got {c.discriminator_loss!r}")
         if c.discriminator_gradient_penalty not in ADAPTIVE_WEIGHT_OPTIONS:
             raise ValueError(f"losses.discriminator_gradient_penalty must be one of {ADAPTIVE_WEIGHT_OPTIONS}, "
                              f"got {c.discriminator_gradient_penalty!r}")
