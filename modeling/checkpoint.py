@@ -74,7 +74,7 @@ def read_state_dict(path: Path) -> dict:
 
 
 def rename_prefixes(state_dict: Mapping[str, torch.Tensor], rename_keys: Mapping[str, str]) -> dict:
-    """Rename by the first matching key prefix: {"token_emb": "input_proj"} maps token_emb.weight to input_proj.weight."""
+    """Rename by first matching key prefix: {"token_emb": "input_proj"} maps token_emb.weight to input_proj.weight."""
     renamed = {}
     for key, value in state_dict.items():
         for old, new in rename_keys.items():

@@ -1,4 +1,4 @@
-"""Speed and peak memory of the Stage-I tokenizer, and of the LFQ entropy loss: ours vs the official full softmax.
+r"""Speed and peak memory of the Stage-I tokenizer, and of the LFQ entropy loss: ours vs the official full softmax.
 
     python scripts/benchmark_tokenizer.py --config configs/tokenizer/maskbit_tokenizer_12bit.yaml \
         --resolution 256 --batch 2 --steps 3 --device cpu

@@ -35,6 +35,10 @@ def latents(num, bits, regime, seed=0):
     if regime == "mixed":  # some confident bits, some undecided: codes on both sides of the 1e-5 clamp
         scale = torch.tensor([0.0005, 0.01, 0.002, 1.0])[torch.arange(bits) % 4]
         return torch.randn(num, bits, generator=g, dtype=torch.float64) * scale
+    if regime == "lopsided":  # undecided low bits and sharp high bits, then the reverse: both table orientations
+        scale = torch.full((num, bits), 0.3, dtype=torch.float64)
+        scale[: num // 2, : bits // 2] = scale[num // 2:, bits // 2:] = 0.002
+        return torch.randn(num, bits, generator=g, dtype=torch.float64) * scale
     return torch.randn(num, bits, generator=g, dtype=torch.float64) * scales[regime]
 
 
@@ -46,7 +50,7 @@ def values_and_grads(fn, z, weight=0.7):
 
 
 @pytest.mark.parametrize("bits", [4, 7, 10, 12])
-@pytest.mark.parametrize("regime", ["flat", "uncertain", "mixed", "sharp"])
+@pytest.mark.parametrize("regime", ["flat", "uncertain", "mixed", "lopsided", "sharp"])
 @pytest.mark.parametrize("temperature,gamma", [(0.01, 1.0), (0.05, 0.5), (0.003, 2.0)])
 def test_matches_naive_softmax(bits, regime, temperature, gamma):
     z = latents(64, bits, regime)

@@ -1,0 +1,219 @@
+"""The whole MaskBit pipeline on the built-in synthetic dataset, on a CPU, in minutes, with proof that it learned.
+
+    python scripts/quickstart.py --output runs/quickstart          # full run (about 15 minutes on 2 CPU cores)
+    python scripts/quickstart.py --output runs/qs --short          # same code path, a few steps (tests)
+
+Stages, each through the project's real scripts and `configs/quickstart/*.yaml`; a finished stage is reused when
+the command runs again (an interrupted training resumes from its last checkpoint), unless `--fresh`:
+  1. data       synthetic class-conditional images written as train/val shards
+  2. tokenizer  accelerate launch scripts/train_tokenizer.py   (LFQ, GAN + entropy loss, no perceptual loss)
+  3. tok_eval   scripts/eval_tokenizer.py                      (PSNR, SSIM, codebook and per-bit usage)
+  4. generator  accelerate launch scripts/train_maskbit.py     (bit-token generator on the tokenizer's tokens)
+  5. gen_eval   class-conditional samples judged by a small classifier trained on the synthetic training set
+Writes reconstructions.png, samples.png, loss_curves.png and metrics.json to --output, prints a summary with
+PASS/FAIL for each quality floor and exits with 1 if a floor fails (floors are informational with --short).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torchvision
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from data import write_synthetic_shards  # noqa: E402
+from data.loaders import build_eval_dataloader  # noqa: E402
+from evaluation import psnr  # noqa: E402
+from evaluation.synthetic_classifier import predict, train_classifier  # noqa: E402
+from evaluation.synthetic_generation import evaluate_generation, generate_per_class  # noqa: E402
+from modeling import build_generator, build_tokenizer, load_pretrained  # noqa: E402
+from modeling.sampling import sampling_kwargs  # noqa: E402
+from utils.config import load_config  # noqa: E402
+from utils.plots import plot_loss_curves  # noqa: E402
+
+CONFIGS = REPO / "configs" / "quickstart"
+NUM_CLASSES, RESOLUTION = 10, 32
+# (full, --short) settings
+SIZES = {
+    "num_train": (5000, 600), "num_val": (500, 100), "tokenizer_steps": (None, 12), "generator_steps": (None, 12),
+    "classifier_epochs": (4, 1), "samples_per_class": (50, 4),
+}
+
+
+def size(name: str, short: bool):
+    return SIZES[name][1 if short else 0]
+
+
+def run(stage: str, cmd: list[str]) -> None:
+    print(f"\n[{stage}] $ {' '.join(cmd)}", flush=True)
+    result = subprocess.run(cmd, cwd=REPO)
+    if result.returncode != 0:
+        sys.exit(f"quickstart: stage '{stage}' failed (exit code {result.returncode}); see its output above.")
+
+
+def accelerate(script: str) -> list[str]:
+    return [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
+            "--mixed_precision", "no", "--dynamo_backend", "no", str(REPO / "scripts" / script)]
+
+
+def stage_overrides(out: Path, name: str, steps, data: dict) -> list[str]:
+    args = [f"experiment.output_dir={out / name}", f"dataset.params.train_shards_path_or_url={data['train']}",
+            f"dataset.params.eval_shards_path_or_url={data['val']}"]
+    if steps is not None:  # --short: a few steps, with checkpoints, grids and logs still written
+        args += [f"training.max_train_steps={steps}", f"experiment.save_every={steps // 2}",
+                 f"experiment.generate_every={steps // 2}", "experiment.log_every=2",
+                 "lr_scheduler.params.warmup_steps=2", "losses.discriminator_start=4"]
+    return args
+
+
+def load_images(pattern: str, config) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every image of a shard set, eval transform (no augmentation) -> (N, 3, R, R) in [0, 1], labels (N,)."""
+    cfg = load_config([f"config={CONFIGS / 'tokenizer_tiny.yaml'}", f"dataset.params.eval_shards_path_or_url={pattern}",
+                       "dataset.params.num_workers_per_gpu=0"])
+    images, labels = [], []
+    for batch in build_eval_dataloader(cfg, 0, 1, batch_size=256):
+        images.append(batch["image"])
+        labels.append(batch["class_id"])
+    return torch.cat(images), torch.cat(labels)
+
+
+def evaluate_samples(out: Path, data: dict, short: bool) -> dict:
+    """Stage 5: classifier, samples of every class, class consistency and feature-space Fréchet distances."""
+    config = load_config([f"config={CONFIGS / 'generator_tiny.yaml'}"])
+    train_images, train_labels = load_images(data["train"], config)
+    val_images, val_labels = load_images(data["val"], config)
+    classifier = train_classifier(train_images, train_labels, NUM_CLASSES, epochs=size("classifier_epochs", short))
+    heldout_pred, heldout_features = predict(classifier, val_images)
+
+    tokenizer = load_pretrained(build_tokenizer(config), out / "tokenizer" / "pytorch_model.bin")
+    generator = load_pretrained(build_generator(config), out / "generator" / "pytorch_model.bin")
+    torch.manual_seed(0)
+    untrained = build_generator(config).eval()
+    sampling, per_class = sampling_kwargs(config), size("samples_per_class", short)
+
+    images, labels = generate_per_class(generator, tokenizer, NUM_CLASSES, per_class, sampling)
+    trained = evaluate_generation(classifier, images, labels, val_images, val_labels, NUM_CLASSES, heldout_features)
+    base_images, base_labels = generate_per_class(untrained, tokenizer, NUM_CLASSES, per_class, sampling)
+    baseline = evaluate_generation(classifier, base_images, base_labels, val_images, val_labels, NUM_CLASSES,
+                                   heldout_features)
+    columns = min(per_class, 10)
+    grid = images.view(NUM_CLASSES, per_class, *images.shape[1:])[:, :columns].flatten(0, 1)
+    torchvision.utils.save_image(grid, out / "samples.png", nrow=columns, padding=1)
+    return {"classifier_heldout_accuracy": float((heldout_pred == val_labels).float().mean()),
+            "num_samples": len(images), **trained, "untrained_generator": baseline}
+
+
+def mean_colour_psnr(data: dict, config) -> float:
+    """PSNR of the trivial reconstruction that predicts each held-out image's mean colour."""
+    images, _ = load_images(data["val"], config)
+    return float(psnr(images.mean(dim=(2, 3), keepdim=True).expand_as(images), images).mean())
+
+
+def check_floors(metrics: dict) -> list[tuple[str, bool, str]]:
+    tok, gen = metrics["tokenizer"], metrics["generator"]
+    bits = tok["BitUsage"]
+    codes_needed = min(2 ** len(bits), metrics["num_val_tokens"])
+    untrained = gen["untrained_generator"]
+    return [
+        ("tokenizer PSNR >= mean-colour PSNR + 6 dB", tok["PSNR"] >= metrics["mean_colour_psnr"] + 6,
+         f"{tok['PSNR']:.2f} dB vs {metrics['mean_colour_psnr']:.2f} + 6 dB"),
+        ("codebook usage > 50% of the codes the data can need",
+         tok["CodebookUsage"] * 2 ** len(bits) > 0.5 * codes_needed,
+         f"{round(tok['CodebookUsage'] * 2 ** len(bits))} of {codes_needed} codes"),
+        ("no dead bit (every bit is +1 on 1-99% of tokens)", all(0.01 < b < 0.99 for b in bits),
+         "bit usage " + " ".join(f"{b:.2f}" for b in bits)),
+        ("class consistency >= 0.8", gen["class_consistency"] >= 0.8, f"{gen['class_consistency']:.3f} (chance 0.1)"),
+        ("FD clearly below the untrained generator's (< 1/2)",
+         gen["frechet_distance"] < 0.5 * untrained["frechet_distance"],
+         f"{gen['frechet_distance']:.2f} vs {untrained['frechet_distance']:.2f}"),
+        ("per-class FD clearly below the class-shuffled pairing (< 1/2)",
+         gen["per_class_frechet_distance"] < 0.5 * gen["per_class_frechet_distance_class_shuffled"],
+         f"{gen['per_class_frechet_distance']:.2f} vs {gen['per_class_frechet_distance_class_shuffled']:.2f}"),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", required=True, type=Path, help="folder for every stage's outputs")
+    parser.add_argument("--fresh", action="store_true", help="delete --output first instead of reusing stages")
+    parser.add_argument("--short", action="store_true", help="a few steps per stage (smoke test, same code path)")
+    args = parser.parse_args()
+    out, short = args.output.resolve(), args.short
+    if args.fresh and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    start, timings = time.time(), {}
+
+    def stage(name: str, done: Path, fn) -> None:
+        if done.exists():
+            print(f"[{name}] reusing {done} (use --fresh to redo)")
+            return
+        t0 = time.time()
+        fn()
+        timings[name] = round(time.time() - t0, 1)
+
+    data_info = out / "data" / "patterns.json"
+    stage("data", data_info, lambda: data_info.write_text(json.dumps(write_synthetic_shards(
+        out / "data", size("num_train", short), size("num_val", short), RESOLUTION, seed=0,
+        num_classes=NUM_CLASSES))))
+    data = json.loads(data_info.read_text())
+
+    tok_config, gen_config = CONFIGS / "tokenizer_tiny.yaml", CONFIGS / "generator_tiny.yaml"
+    tokenizer_bin = out / "tokenizer" / "pytorch_model.bin"
+    stage("tokenizer", tokenizer_bin, lambda: run("tokenizer", accelerate("train_tokenizer.py") + [
+        f"config={tok_config}"] + stage_overrides(out, "tokenizer", size("tokenizer_steps", short), data)))
+    stage("tok_eval", out / "tokenizer_eval" / "metrics.json", lambda: run("tok_eval", [
+        sys.executable, str(REPO / "scripts" / "eval_tokenizer.py"), f"config={tok_config}",
+        f"experiment.vqgan_checkpoint={tokenizer_bin}", f"experiment.output_dir={out / 'tokenizer_eval'}",
+        f"dataset.params.eval_shards_path_or_url={data['val']}"]))
+    stage("generator", out / "generator" / "pytorch_model.bin", lambda: run("generator", accelerate(
+        "train_maskbit.py") + [f"config={gen_config}", f"experiment.vqgan_checkpoint={tokenizer_bin}"]
+        + stage_overrides(out, "generator", size("generator_steps", short), data)))
+    gen_metrics = out / "generator_eval.json"
+    stage("gen_eval", gen_metrics, lambda: gen_metrics.write_text(json.dumps(evaluate_samples(out, data, short),
+                                                                             indent=2)))
+
+    config = load_config([f"config={tok_config}"])
+    tokens_per_image = (RESOLUTION // 2 ** (config.model.vq_model.num_resolutions - 1)) ** 2
+    metrics = {
+        "tokenizer": json.loads((out / "tokenizer_eval" / "metrics.json").read_text()),
+        "generator": json.loads(gen_metrics.read_text()),
+        "mean_colour_psnr": mean_colour_psnr(data, config),
+        "num_val_tokens": size("num_val", short) * tokens_per_image,
+        "stage_seconds": timings, "short": short,
+    }
+    shutil.copyfile(out / "tokenizer_eval" / "reconstructions.png", out / "reconstructions.png")
+    plot_loss_curves({
+        "tokenizer": (out / "tokenizer" / "metrics.jsonl", ["reconstruction_loss", "total_loss", "gan_loss"]),
+        "generator": (out / "generator" / "metrics.jsonl", ["mlm_loss", "masked_token_loss"]),
+    }, out / "loss_curves.png")
+    floors = check_floors(metrics)
+    metrics["floors"] = {name: {"pass": ok, "measured": detail} for name, ok, detail in floors}
+    metrics["wall_seconds_this_run"] = round(time.time() - start, 1)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+
+    tok, gen = metrics["tokenizer"], metrics["generator"]
+    print(f"\n==== quickstart summary ({metrics['wall_seconds_this_run']:.0f} s this run) ====")
+    print(f"tokenizer   PSNR {tok['PSNR']:.2f} dB  SSIM {tok['SSIM']:.3f}  codebook usage {tok['CodebookUsage']:.3f}")
+    print(f"generator   class consistency {gen['class_consistency']:.3f}  FD {gen['frechet_distance']:.2f} "
+          f"(untrained {gen['untrained_generator']['frechet_distance']:.2f})  per-class FD "
+          f"{gen['per_class_frechet_distance']:.2f} (class-shuffled {gen['per_class_frechet_distance_class_shuffled']:.2f})")
+    note = " (informational: --short run)" if short else ""
+    for name, ok, detail in floors:
+        print(f"  {'PASS' if ok else 'FAIL'}  {name}: {detail}{note}")
+    for name in ("reconstructions.png", "samples.png", "loss_curves.png", "metrics.json"):
+        print(f"wrote {out / name}")
+    if not short and not all(ok for _, ok, _ in floors):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
