@@ -8,3 +8,11 @@ from data.tar_index import expand_shards, index_tar
 from data.token_shards import TokenShards, TokenShardWriter, TokenStream, build_token_stream
 from data.transforms import EvalTransform, TrainTransform, decode_image, transforms_from_config
 from data.webdataset_reader import ShardSource
+
+__all__ = [
+    "CLASS_NAMES", "EvalStream", "EvalTransform", "ImageFolderSource", "ShardSource", "ShardWriter",
+    "SyntheticImages", "TokenShardWriter", "TokenShards", "TokenStream", "TrainStream", "TrainTransform",
+    "brace_pattern", "build_eval_dataloader", "build_source", "build_token_stream", "build_train_dataloader",
+    "decode_image", "encode_image", "expand_shards", "index_tar", "transforms_from_config", "write_shards",
+    "write_synthetic_shards",
+]

@@ -5,12 +5,14 @@
 
 Runs the real `TokenizerTrainer.train_step` on random images in three variants: reconstruction + quantizer
 losses only; + GAN (discriminator step and LeCAM); + GAN + perceptual loss (ResNet-50 with RANDOM weights:
-same cost, no download). Prints the median time per optimizer step and the peak memory.
+same cost, no download). Prints the median time per optimizer step and the peak memory. Each variant runs in a
+fresh process: in one process the later variants inherit a warmed-up allocator and look faster than they are.
 """
 import argparse
 import os
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -82,11 +84,18 @@ def main() -> None:
 
     print(f"config {args.config}, {args.resolution}px, batch {args.batch}, device {args.device}, "
           f"{torch.get_num_threads()} CPU threads, mixed precision {args.mixed_precision}")
-    print(f"{'variant':<22}{'s/step':>10}{'peak MiB':>12}")
-    for name in args.variants:
+    if len(args.variants) == 1:
         with tempfile.TemporaryDirectory() as output_dir:
-            seconds, memory = time_variant(args, VARIANTS[name], output_dir)
-        print(f"{name:<22}{seconds:>10.3f}{memory:>12.0f}", flush=True)
+            seconds, memory = time_variant(args, VARIANTS[args.variants[0]], output_dir)
+        print(f"{args.variants[0]:<22}{seconds:>10.3f}{memory:>12.0f}", flush=True)
+        return
+    print(f"{'variant':<22}{'s/step':>10}{'peak MiB':>12}", flush=True)
+    for name in args.variants:
+        argv = [a for a in sys.argv[1:] if a != "--variants" and a not in VARIANTS]
+        result = subprocess.run([sys.executable, __file__, *argv, "--variants", name], capture_output=True, text=True)
+        if result.returncode != 0:
+            sys.exit(f"variant '{name}' failed:\n{result.stderr[-3000:]}")
+        print(result.stdout.strip().splitlines()[-1], flush=True)
 
 
 if __name__ == "__main__":

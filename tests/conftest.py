@@ -1,8 +1,10 @@
 """Shared pytest fixtures. Tests run on CPU, make their own data, and never touch ../shared or the network."""
 import os
 
-import pytest
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP: no spinning threads (see README)
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 os.environ.setdefault("MASKBIT_OFFLINE", "1")  # never try to download weights from a test
 os.environ.setdefault("WANDB_MODE", "offline")

@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 from accelerate import PartialState
 
@@ -123,12 +122,3 @@ def assert_bitwise_equal(a, b, where=""):
         assert torch.equal(a, b), where
     else:
         assert a == b, where
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: one thread is much faster than two on a busy 2-core machine (import this fixture)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)

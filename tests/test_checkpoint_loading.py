@@ -11,12 +11,6 @@ from modeling.taming import TamingVQGAN
 from utils.weights import MissingWeightsError
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny(token_size=6, seed=0, **vq):

@@ -7,13 +7,6 @@ from modeling import PatchGANDiscriminator, VQGANPlusDiscriminator, build_discri
 from modeling.discriminator import BlurDownsample
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: a second OpenMP thread only adds barrier latency, badly so on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("size", [256, 128])

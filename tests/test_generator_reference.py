@@ -15,13 +15,6 @@ TINY = dict(codebook_splits=2, seq_len=16, hidden_dim=32, depth=2, heads=4, mlp_
             num_classes=10)
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny tensors: intra-op threading only adds overhead (and stalls badly on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class RefAttention(nn.Module):

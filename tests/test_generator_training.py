@@ -1,5 +1,4 @@
 """A tiny generator overfits a fixed class-conditional token set with the real masking + loss, then samples it."""
-import pytest
 import torch
 
 from modeling.generator import BitTokenTransformer
@@ -8,13 +7,6 @@ from modeling.mlm_loss import MLMLoss
 from modeling.sampling import sample
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny tensors: intra-op threading only adds overhead (and stalls badly on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_tiny_generator_overfits_and_samples_its_training_tokens():

@@ -12,7 +12,7 @@ from data.streams import derive_seed
 from data.token_shards import write_meta
 from data.transforms import decode_image, to_float, transforms_from_config
 from helpers_generator_training import (REPO, generator_config, launch_command,  # noqa: F401
-                                        make_token_folder, one_thread, run, save_random_tokenizer)
+                                        make_token_folder, run, save_random_tokenizer)
 from modeling import build_tokenizer, load_pretrained
 from training.pretokenize import VIEW_STREAM
 from utils.config import with_defaults

@@ -9,13 +9,6 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from modeling.quantizers import indices_to_bits, lfq_entropy
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Many small ops: a second OpenMP thread only adds barrier latency, badly so on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def naive_entropy(z, temperature, gamma):

@@ -10,13 +10,6 @@ from modeling.sampling import (guidance_scale_at, num_to_keep_masked, per_sample
                                sampling_kwargs)
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny tensors: intra-op threading only adds overhead (and stalls badly on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class StandInTokenizer(nn.Module):

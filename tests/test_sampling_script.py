@@ -16,13 +16,6 @@ TINY = ["model.vq_model.token_size=6", "model.vq_model.hidden_channels=32", "mod
         "model.mlm_model.num_steps=4", "dataset.preprocessing.resolution=16", "sample.device=cpu"]
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny tensors: intra-op threading only adds overhead (and stalls badly on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _script():

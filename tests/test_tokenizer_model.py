@@ -7,13 +7,6 @@ from modeling import VQGANPlusTokenizer, build_tokenizer
 from modeling.layers import same_padding
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: a second OpenMP thread only adds barrier latency, badly so on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_config(**vq):

@@ -1,17 +1,10 @@
 """Taming VQGAN at a tiny width: [-1, 1] pixel mapping, attention, token decoding."""
-import pytest
 import torch
 
 from modeling import TamingVQGAN
 from modeling.taming import TamingAttention
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_taming():

@@ -8,7 +8,7 @@ from accelerate.state import AcceleratorState, GradientState
 from PIL import Image
 
 from data import TokenShards, write_synthetic_shards
-from helpers_generator_training import (REPO, generator_config, make_token_folder, one_thread,  # noqa: F401
+from helpers_generator_training import (REPO, generator_config, make_token_folder,  # noqa: F401
                                         run, save_random_tokenizer)
 from modeling import build_generator, build_tokenizer, load_generator_checkpoint, load_pretrained
 from training import read_metrics

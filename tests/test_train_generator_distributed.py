@@ -6,7 +6,7 @@ import pytest
 
 from data import write_synthetic_shards
 from helpers_generator_training import (REPO, assert_bitwise_equal, generator_config, kill_group,  # noqa: F401
-                                        launch_command, load, make_token_folder, one_thread, run,
+                                        launch_command, load, make_token_folder, run,
                                         save_random_tokenizer, start)
 from train_utils import write_yaml
 

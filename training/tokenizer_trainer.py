@@ -53,7 +53,8 @@ class TokenizerTrainer(Trainer):
         schedule = cfg.lr_scheduler
         max_steps, warmup = cfg.training.max_train_steps, schedule.params.warmup_steps
         scheduler = build_lr_scheduler(optimizer, schedule.scheduler, warmup, max_steps, schedule.params.min_lr_ratio)
-        # the discriminator schedule only advances once it trains, i.e. its warm-up starts at discriminator_start
+        # the discriminator schedule only advances once it trains, i.e. its warm-up starts at discriminator_start;
+        # its length max_train_steps - discriminator_start is the reference's (single-process) value
         d_scheduler = build_lr_scheduler(d_optimizer, schedule.scheduler, warmup,
                                          max_steps - cfg.losses.discriminator_start, schedule.params.min_lr_ratio)
         self.register("tokenizer", models={"tokenizer": tokenizer, "discriminator": discriminator},

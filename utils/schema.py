@@ -7,7 +7,7 @@ official MaskBit configs so that their YAMLs keep working.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import List, Optional
 
 
 # --------------------------------------------------------------------------------------------- experiment

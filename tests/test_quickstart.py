@@ -1,0 +1,42 @@
+"""The quickstart's code path end to end (--short: a few steps per stage), then a second run that reuses it."""
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def finite_numbers(tree):
+    if isinstance(tree, dict):
+        for value in tree.values():
+            yield from finite_numbers(value)
+    elif isinstance(tree, list):
+        for value in tree:
+            yield from finite_numbers(value)
+    elif isinstance(tree, (int, float)) and not isinstance(tree, bool):
+        yield tree
+
+
+def test_quickstart_short_writes_every_artefact_and_reuses_stages(tmp_path):
+    out = tmp_path / "qs"
+    env = {**os.environ, "WORKSPACE": str(tmp_path)}
+    cmd = [sys.executable, str(REPO / "scripts" / "quickstart.py"), "--output", str(out), "--short"]
+    first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    for name in ["reconstructions.png", "samples.png", "loss_curves.png", "metrics.json",
+                 "tokenizer/pytorch_model.bin", "generator/pytorch_model.bin", "tokenizer_eval/metrics.json"]:
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ["PSNR", "SSIM", "CodebookUsage", "BitUsage"]:
+        assert key in metrics["tokenizer"]
+    for key in ["class_consistency", "frechet_distance", "per_class_frechet_distance"]:
+        assert key in metrics["generator"]
+    assert all(math.isfinite(v) for v in finite_numbers(metrics))
+    assert len(metrics["floors"]) == 6 and "PASS" in first.stdout or "FAIL" in first.stdout
+
+    second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert second.stdout.count("reusing") == 5
