@@ -197,8 +197,10 @@ def main() -> None:
     }
     shutil.copyfile(out / "tokenizer_eval" / "reconstructions.png", out / "reconstructions.png")
     plot_loss_curves({
-        "tokenizer": (out / "tokenizer" / "metrics.jsonl", ["reconstruction_loss", "total_loss", "gan_loss"]),
-        "generator": (out / "generator" / "metrics.jsonl", ["mlm_loss", "masked_token_loss"]),
+        "tokenizer": (out / "tokenizer" / "metrics.jsonl", ["train/reconstruction_loss", "train/total_loss",
+                                                           "train/discriminator_loss"]),
+        "generator": (out / "generator" / "metrics.jsonl", ["train/mlm_loss", "train/masked_token_loss",
+                                                           "train/masked_correct_tokens"]),
     }, out / "loss_curves.png")
     floors = check_floors(metrics)
     metrics["floors"] = {name: {"pass": ok, "measured": detail} for name, ok, detail in floors}

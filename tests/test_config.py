@@ -37,6 +37,11 @@ def test_override_types_are_inferred():
     assert cfg.training.max_train_steps == 1_350_000
 
 
+def test_string_keys_keep_yaml_words_as_typed():
+    cfg = load_config(["training.mixed_precision=no", "experiment.name=on", "training.seed=7"])
+    assert cfg.training.mixed_precision == "no" and cfg.experiment.name == "on" and cfg.training.seed == 7
+
+
 def test_yaml_numbers_underscores_and_interpolation(tmp_path):
     path = write_yaml(tmp_path, """
 training:

@@ -33,8 +33,6 @@ def build_accelerator(config, output_dir: Path) -> Accelerator:
     if config.experiment.logger not in LOGGERS:
         raise ValueError(f"experiment.logger must be one of {LOGGERS}, got {config.experiment.logger!r}")
     mixed_precision = config.training.mixed_precision
-    if mixed_precision in ("False", "false"):  # an unquoted `no` on the command line is YAML for False
-        mixed_precision = "no"
     if mixed_precision not in ("no", "bf16", "fp16"):
         raise ValueError(f"training.mixed_precision must be no, bf16 or fp16, got {mixed_precision!r}")
     set_backend_flags(config.training.enable_tf32)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.nodes import StringNode
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from utils.schema import Config
@@ -111,6 +112,7 @@ def load_config(argv: Optional[Sequence[str]] = None) -> DictConfig:
         cli = OmegaConf.from_dotlist(argv)
     except OmegaConfBaseException as err:
         raise ConfigError(f"Could not parse command-line overrides {argv}: {err}") from None
+    _keep_raw_strings(cli, argv)
     sources = []
     if cli.get("config"):
         sources.append((load_yaml(cli.config), f"'{cli.config}'"))
@@ -123,6 +125,20 @@ def load_config(argv: Optional[Sequence[str]] = None) -> DictConfig:
     except OmegaConfBaseException as err:
         _raise_readable(err, "the config (interpolation)")
     return merged
+
+
+def _keep_raw_strings(cli: DictConfig, argv: Sequence[str]) -> None:
+    """String-typed keys keep the text as typed: YAML would turn `mixed_precision=no` into False ("False")."""
+    schema = OmegaConf.structured(Config)
+    for arg in argv:
+        key, raw = arg.split("=", 1)
+        node = schema
+        for part in key.split("."):
+            node = node._get_node(part) if isinstance(node, DictConfig) and part in node else None
+            if node is None:
+                break
+        if isinstance(node, StringNode) and not raw.startswith(("${", "'", '"')):
+            OmegaConf.update(cli, key, raw, merge=False)
 
 
 def parse_args_or_exit(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> DictConfig:

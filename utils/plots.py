@@ -24,6 +24,8 @@ def plot_loss_curves(panels: Mapping[str, tuple[Path, Sequence[str]]], path: Pat
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
     for ax, (title, (metrics_path, keys)) in zip(axes[0], panels.items()):
         records = read_metrics(metrics_path)
+        if not any(key in r for r in records for key in keys):
+            raise KeyError(f"none of {list(keys)} in {metrics_path}; it has {sorted(records[0]) if records else []}")
         for key in keys:
             steps, values = last_value_per_step(records, key)
             if steps:
