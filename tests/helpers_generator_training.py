@@ -107,18 +107,3 @@ def run(command, timeout: int = 300) -> subprocess.CompletedProcess:
 def load(path):
     return torch.load(path, map_location="cpu", weights_only=True)
 
-
-def assert_bitwise_equal(a, b, where=""):
-    """Nested dicts/lists of tensors and numbers are exactly equal."""
-    if isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for key in a:
-            assert_bitwise_equal(a[key], b[key], f"{where}/{key}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_bitwise_equal(x, y, f"{where}[{i}]")
-    elif torch.is_tensor(a):
-        assert torch.equal(a, b), where
-    else:
-        assert a == b, where

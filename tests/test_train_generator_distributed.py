@@ -5,10 +5,9 @@ import time
 import pytest
 
 from data import write_synthetic_shards
-from helpers_generator_training import (REPO, assert_bitwise_equal, generator_config, kill_group,  # noqa: F401
-                                        launch_command, load, make_token_folder, run,
-                                        save_random_tokenizer, start)
-from train_utils import write_yaml
+from helpers_generator_training import (REPO, generator_config, kill_group, launch_command, load,  # noqa: F401
+                                        make_token_folder, run, save_random_tokenizer, start)
+from train_utils import assert_bitwise_equal, write_yaml
 
 N = 4  # checkpoint every N steps; runs go to 2N
 

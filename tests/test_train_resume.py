@@ -10,24 +10,10 @@ from accelerate.state import AcceleratorState, GradientState
 
 from data import write_synthetic_shards
 from training import TokenizerTrainer
-from train_utils import REPO, subprocess_env, tiny_config, write_yaml
+from train_utils import REPO, assert_bitwise_equal, subprocess_env, tiny_config, write_yaml
 
 N = 3  # the GAN starts at step 3, so the resumed half trains generator, discriminator and LeCAM
 
-
-def assert_bitwise_equal(a, b, where=""):
-    if isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for key in a:
-            assert_bitwise_equal(a[key], b[key], f"{where}/{key}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_bitwise_equal(x, y, f"{where}[{i}]")
-    elif torch.is_tensor(a):
-        assert torch.equal(a, b), where
-    else:
-        assert a == b, where
 
 
 def load(path):

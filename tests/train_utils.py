@@ -53,3 +53,19 @@ def subprocess_env() -> dict:
 def run_script(args, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(REPO / "scripts" / "train_tokenizer.py"), *args], cwd=REPO,
                           env=subprocess_env(), capture_output=True, text=True, **kwargs)
+
+
+def assert_bitwise_equal(a, b, where=""):
+    """Nested dicts/lists of tensors and numbers are exactly equal."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            assert_bitwise_equal(a[key], b[key], f"{where}/{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_bitwise_equal(x, y, f"{where}[{i}]")
+    elif torch.is_tensor(a):
+        assert torch.equal(a, b), where
+    else:
+        assert a == b, where
