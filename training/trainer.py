@@ -193,6 +193,8 @@ class Trainer:
         scalars["perf/samples_per_sec_per_gpu"] = images / elapsed
         scalars["perf/sec_per_step"] = elapsed / max(1, self._window_steps)
         scalars["perf/data_time_per_step"] = self._data_time / max(1, self._window_steps)
+        global_batch = cfg.training.per_gpu_batch_size * cfg.training.gradient_accumulation_steps * acc.num_processes
+        scalars["epoch"] = self.global_step * global_batch / cfg.experiment.max_train_examples
         scalars.update(self.extra_logs())
         self.metrics.log(self.global_step, scalars)
         key = f"train/{self.main_loss}"

@@ -16,7 +16,7 @@ class ExperimentConfig:
     project: str = "MaskBit"  # tracker project name
     name: str = "maskbit"  # run name; output goes to $WORKSPACE/outputs/<name> unless output_dir is set
     output_dir: Optional[str] = None  # explicit output directory (overrides $WORKSPACE/outputs/<name>)
-    max_train_examples: int = 1_281_167  # dataset size, used for epoch bookkeeping only
+    max_train_examples: int = 1_281_167  # dataset size, for the logged `epoch` (the train stream is infinite)
     save_every: int = 20_000  # checkpoint period in optimizer steps
     eval_every: int = 20_000  # evaluation period in optimizer steps
     generate_every: int = 2000  # image-grid period in optimizer steps
