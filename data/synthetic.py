@@ -6,8 +6,14 @@
 Sample `i` has class `i % num_classes` and is rendered from an RNG seeded by (seed, split, i), so any sample can
 be drawn on its own, in any order, in any process, and is identical every time; `split="val"` gives a disjoint
 set of samples from the same distribution. Each class is a distinct shape or
-texture (names in `CLASS_NAMES`); position, size, rotation, period, colours and background vary per sample.
+texture (names in `CLASS_NAMES`); position, size, a slight tilt, period, colours and background vary per sample.
 Edges are anti-aliased over about one pixel, so the same sample looks alike at every resolution.
+
+The variation is kept small on purpose: the quickstart must train a tokenizer and a generator that reproduce
+these classes on 2 CPU cores in minutes. Colours come from a 10-colour palette, shapes stand upright near the
+centre, and textures are coarse enough to survive a 4x downsampling (32 px images -> 8x8 tokens). With free RGB
+colours, arbitrary rotations and finer textures, a 256-token generator reached only 0.41 class consistency
+after 17 CPU-minutes of training.
 """
 from __future__ import annotations
 
@@ -38,48 +44,49 @@ def _stripes(u: np.ndarray, period: float, pixel: float) -> np.ndarray:
     return _smooth_inside(dist * period, pixel)
 
 
+PALETTE = np.array([
+    (0, 0, 0), (255, 255, 255), (220, 40, 40), (40, 170, 60), (40, 70, 210), (250, 220, 50),
+    (60, 210, 220), (200, 60, 200), (250, 140, 30), (110, 60, 20),
+], dtype=np.float64) / 255.0
+
+
 def _contrasting_colours(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(foreground, background) RGB in [0, 1] whose mean brightness differs by at least 0.3."""
-    background = rng.uniform(0.0, 1.0, 3)
-    foreground = rng.uniform(0.0, 1.0, 3)
-    gap = foreground.mean() - background.mean()
-    if abs(gap) < 0.3:
-        shift = (0.3 - abs(gap)) * (1.0 if gap >= 0 else -1.0)
-        if not 0.0 <= foreground.mean() + shift <= 1.0:
-            shift = -shift - 2 * gap  # push the other way
-        foreground = np.clip(foreground + shift, 0.0, 1.0)
-    return foreground, background
+    """(foreground, background): two palette colours whose mean brightness differs by at least 0.25."""
+    while True:
+        fg, bg = PALETTE[rng.choice(len(PALETTE), 2, replace=False)]
+        if abs(fg.mean() - bg.mean()) >= 0.25:
+            return fg, bg
 
 
 def _coverage(class_id: int, x: np.ndarray, y: np.ndarray, pixel: float, rng: np.random.Generator) -> np.ndarray:
     """Foreground coverage (H, W) in [0, 1] for one class; x, y are pixel-centre coordinates in [0, 1]."""
     name = CLASS_NAMES[class_id]
-    cx, cy = rng.uniform(0.3, 0.7, 2)
-    size = rng.uniform(0.18, 0.3)
-    angle = rng.uniform(-np.pi, np.pi)
+    cx, cy = rng.uniform(0.35, 0.65, 2)
+    size = rng.uniform(0.24, 0.34)
+    tilt = rng.uniform(-0.1, 0.1)  # radians: shapes stand upright, up to a slight tilt
     dx, dy = x - cx, y - cy
     if name == "circle":
         return _smooth_inside(np.hypot(dx, dy) - size, pixel)
     if name == "square":
-        u, v = _rotate(dx, dy, angle)
+        u, v = _rotate(dx, dy, tilt)
         return _smooth_inside(np.maximum(np.abs(u), np.abs(v)) - 0.8 * size, pixel)
-    if name == "triangle":  # equilateral: intersection of three half-planes
+    if name == "triangle":  # equilateral, apex up: intersection of three half-planes (y grows downwards)
         dist = np.full_like(x, -np.inf)
         for k in range(3):
-            u, _ = _rotate(dx, dy, angle + 2 * np.pi * k / 3)
+            u, _ = _rotate(dx, dy, np.pi / 2 + tilt + 2 * np.pi * k / 3)
             dist = np.maximum(dist, u - 0.6 * size)
         return _smooth_inside(dist, pixel)
     if name == "ring":
         width = rng.uniform(0.25, 0.45) * size
         return _smooth_inside(np.abs(np.hypot(dx, dy) - size) - 0.5 * width, pixel)
     if name == "cross":
-        u, v = _rotate(dx, dy, rng.uniform(-0.3, 0.3))
+        u, v = _rotate(dx, dy, tilt)
         arm, half_width = 1.2 * size, rng.uniform(0.25, 0.4) * size
         bar_h = np.maximum(np.abs(u) - arm, np.abs(v) - half_width)
         bar_v = np.maximum(np.abs(v) - arm, np.abs(u) - half_width)
         return _smooth_inside(np.minimum(bar_h, bar_v), pixel)
     # textures cover the whole image
-    period = rng.uniform(0.12, 0.25)
+    period = rng.uniform(0.18, 0.28)
     phase = rng.uniform(0.0, period)
     jitter = rng.uniform(-0.15, 0.15)  # radians, small enough to keep the orientation classes apart
     if name == "horizontal_stripes":

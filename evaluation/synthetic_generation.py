@@ -1,7 +1,7 @@
 """Judging class-conditional generation on the synthetic dataset with `SyntheticClassifier` (no downloads).
 
 Metrics, all in the classifier's penultimate feature space:
-- class consistency: accuracy of the classifier on samples generated for a requested class;
+- class consistency: accuracy of the classifier on samples generated for a requested class (also per class);
 - Fréchet distance (FD) between generated and held-out images (all classes pooled);
 - per-class FD: mean over classes c of FD(generated c, held-out c); with `shuffle`, held-out classes are
   paired with the wrong generated classes (a baseline that ignores conditioning scores far worse).
@@ -48,8 +48,10 @@ def evaluate_generation(classifier: SyntheticClassifier, images: torch.Tensor, l
     predicted, features = predict(classifier, images)
     if ref_features is None:
         ref_features = predict(classifier, ref_images)[1]
+    correct = (predicted == labels).float()
     return {
-        "class_consistency": float((predicted == labels).float().mean()),
+        "class_consistency": float(correct.mean()),
+        "per_class_consistency": [float(correct[labels == c].mean()) for c in range(num_classes)],
         "frechet_distance": pooled_frechet(features, ref_features),
         "per_class_frechet_distance": per_class_frechet(features, labels, ref_features, ref_labels, num_classes),
         "per_class_frechet_distance_class_shuffled": per_class_frechet(features, labels, ref_features, ref_labels,

@@ -27,12 +27,13 @@ def test_quickstart_short_writes_every_artefact_and_reuses_stages(tmp_path):
     first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     for name in ["reconstructions.png", "samples.png", "loss_curves.png", "metrics.json",
-                 "tokenizer/pytorch_model.bin", "generator/pytorch_model.bin", "tokenizer_eval/metrics.json"]:
+                 "tokenizer/pytorch_model.bin", "generator/pytorch_model.bin", "tokenizer_eval/metrics.json",
+                 "tokens/tokens_meta.json"]:
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ["PSNR", "SSIM", "CodebookUsage", "BitUsage"]:
         assert key in metrics["tokenizer"]
-    for key in ["class_consistency", "frechet_distance", "per_class_frechet_distance"]:
+    for key in ["class_consistency", "per_class_consistency", "frechet_distance", "per_class_frechet_distance"]:
         assert key in metrics["generator"]
     assert all(math.isfinite(v) for v in finite_numbers(metrics))
     assert len(metrics["floors"]) == 6
@@ -40,4 +41,4 @@ def test_quickstart_short_writes_every_artefact_and_reuses_stages(tmp_path):
 
     second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert second.stdout.count("reusing") == 5
+    assert second.stdout.count("reusing") == 6
