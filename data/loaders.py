@@ -1,16 +1,15 @@
-"""DataLoaders for training and evaluation, built from the experiment config.
+"""DataLoaders for training and evaluation, built from the `dataset` config section and explicit arguments.
 
-    train = build_train_dataloader(cfg, rank, world_size, start_batch=global_step * grad_accum)
+    train = build_train_dataloader(cfg.dataset, batch_size=32, seed=42, rank=r, world_size=w,
+                                   start_batch=global_step * grad_accum)
     for batch in train: ...        # infinite; batch["image"] (B, 3, R, R) float32 in [0, 1]
-    evaluation = build_eval_dataloader(cfg, rank, world_size)    # finite; each image read once over all ranks
+    evaluation = build_eval_dataloader(cfg.dataset, batch_size=32, rank=r, world_size=w)   # each image read once
 
 Keys read: dataset.params.{source, train_shards_path_or_url, eval_shards_path_or_url, shuffle_buffer_size,
-num_workers_per_gpu, pin_memory, persistent_workers}, dataset.preprocessing.*, training.{per_gpu_batch_size,
-seed}. `loader.dataset.num_skipped` counts unreadable samples skipped so far.
+num_workers_per_gpu, pin_memory, persistent_workers} and dataset.preprocessing.*. `loader.dataset.num_skipped`
+counts unreadable samples skipped so far.
 """
 from __future__ import annotations
-
-from typing import Any, Optional
 
 import torch
 from torch.utils.data import DataLoader
@@ -19,14 +18,13 @@ from data.image_folder import ImageFolderSource
 from data.streams import EvalStream, SampleSource, TrainStream
 from data.transforms import transforms_from_config
 from data.webdataset_reader import ShardSource
-from utils.config import with_defaults
 
 SOURCES = ("webdataset", "image_folder")
 
 
-def build_source(config: Any, split: str) -> SampleSource:
-    """The sample source of `split` ('train' or 'eval') named by dataset.params."""
-    params = config.dataset.params
+def build_source(dataset, split: str) -> SampleSource:
+    """The sample source of `split` ('train' or 'eval') named by the `dataset.params` section."""
+    params = dataset.params
     key = f"{split}_shards_path_or_url"
     location = params[key]
     if not location:
@@ -45,22 +43,19 @@ def _loader(stream, params, num_workers: int) -> DataLoader:
                       persistent_workers=bool(params.persistent_workers) and num_workers > 0)
 
 
-def build_train_dataloader(config: Any, rank: int = 0, world_size: int = 1, start_batch: int = 0) -> DataLoader:
-    """Infinite train batches of training.per_gpu_batch_size for process `rank`, starting at batch `start_batch`
-    (counted in this process's batches: yields exactly what a fresh loader yields from its `start_batch`-th batch)."""
-    config = with_defaults(config)
-    train_transform, _ = transforms_from_config(config.dataset.preprocessing)
-    stream = TrainStream(build_source(config, "train"), train_transform, config.training.per_gpu_batch_size,
-                         config.training.seed, rank, world_size, start_batch)
-    return _loader(stream, config.dataset.params, config.dataset.params.num_workers_per_gpu)
+def build_train_dataloader(dataset, batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
+                           start_batch: int = 0) -> DataLoader:
+    """Infinite train batches of `batch_size` for process `rank`, starting at batch `start_batch` (counted in this
+    process's batches: yields exactly what a fresh loader yields from its `start_batch`-th batch)."""
+    train_transform, _ = transforms_from_config(dataset.preprocessing)
+    stream = TrainStream(build_source(dataset, "train"), train_transform, batch_size, seed, rank, world_size,
+                         start_batch)
+    return _loader(stream, dataset.params, dataset.params.num_workers_per_gpu)
 
 
-def build_eval_dataloader(config: Any, rank: int = 0, world_size: int = 1,
-                          batch_size: Optional[int] = None) -> DataLoader:
+def build_eval_dataloader(dataset, batch_size: int, rank: int = 0, world_size: int = 1) -> DataLoader:
     """Ordered eval batches (last one partial) of process `rank`'s share of the eval set; over all processes and
-    workers every image is read exactly once. batch_size defaults to training.per_gpu_batch_size."""
-    config = with_defaults(config)
-    _, eval_transform = transforms_from_config(config.dataset.preprocessing)
-    stream = EvalStream(build_source(config, "eval"), eval_transform,
-                        batch_size or config.training.per_gpu_batch_size, rank, world_size)
-    return _loader(stream, config.dataset.params, config.dataset.params.num_workers_per_gpu)
+    workers every image is read exactly once."""
+    _, eval_transform = transforms_from_config(dataset.preprocessing)
+    stream = EvalStream(build_source(dataset, "eval"), eval_transform, batch_size, rank, world_size)
+    return _loader(stream, dataset.params, dataset.params.num_workers_per_gpu)

@@ -156,9 +156,7 @@ class TokenStream:
             number += 1
 
 
-def build_token_stream(config, rank: int = 0, world_size: int = 1, start_batch: int = 0) -> TokenStream:
-    """The train token stream of `dataset.params.pretokenized_shards_path_or_url` (training.per_gpu_batch_size,
-    training.seed)."""
-    shards = TokenShards(config.dataset.params.pretokenized_shards_path_or_url)
-    return TokenStream(shards, config.training.per_gpu_batch_size, config.training.seed, rank, world_size,
-                       start_batch)
+def build_token_stream(path: str, batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
+                       start_batch: int = 0) -> TokenStream:
+    """The train token stream of the token folder `path` (`dataset.params.pretokenized_shards_path_or_url`)."""
+    return TokenStream(TokenShards(path), batch_size, seed, rank, world_size, start_batch)

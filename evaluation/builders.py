@@ -1,22 +1,15 @@
-"""Evaluation networks and output locations from an experiment config (`evaluation.*` keys)."""
+"""Evaluation networks and evaluators from an experiment config (`evaluation.*` keys): the one construction path
+of the trainers and the evaluation scripts."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Optional
 
 import torch
 
 from evaluation.inception import FIDInceptionV3, build_inception
+from evaluation.tokenizer_evaluator import TokenizerEvaluator
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
-
-
-def eval_output_dir(config) -> Path:
-    """`experiment.output_dir` if set, else `$WORKSPACE/outputs/<experiment.name>/eval` (WORKSPACE: ./runs)."""
-    if config.experiment.output_dir:
-        return Path(config.experiment.output_dir)
-    return Path(os.environ.get("WORKSPACE", "./runs")) / "outputs" / config.experiment.name / "eval"
 
 
 def inception_from_config(config, device: torch.device) -> Optional[FIDInceptionV3]:
@@ -35,6 +28,14 @@ def lpips_from_config(config, device: torch.device):
     cfg = config.evaluation
     if not cfg.compute_lpips:
         return None
-    from modeling.lpips import LPIPS
+    from evaluation.lpips import LPIPS
 
     return LPIPS(cfg.lpips_vgg_weights_path, cfg.lpips_heads_path, random_init=cfg.random_init).to(device)
+
+
+def tokenizer_evaluator_from_config(config, tokenizer, device: torch.device) -> TokenizerEvaluator:
+    """Reconstruction metrics of `tokenizer` (its codebook, per-bit usage for bit tokens) with the networks the
+    config asks for; the weights of those networks are resolved now, so a missing file fails before any work."""
+    bits = tokenizer.token_bits if tokenizer.is_bit_tokenizer else None
+    return TokenizerEvaluator(tokenizer.codebook_size, bits, inception_from_config(config, device),
+                              lpips_from_config(config, device), device)

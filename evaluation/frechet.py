@@ -17,8 +17,13 @@ import torch
 from scipy import linalg
 
 from evaluation.distributed import all_reduce_sum_
+from utils.errors import MaskbitError
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
+
+
+class MissingStatisticsError(MaskbitError, FileNotFoundError):
+    """The reference statistics file of an FID computation does not exist."""
 
 
 class GaussianStats:
@@ -95,7 +100,7 @@ def load_fid_stats(path: Union[str, os.PathLike]) -> tuple[np.ndarray, np.ndarra
     """Read `mu` (D,) and `sigma` (D,D) from an .npz reference-statistics file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"FID reference statistics '{path}' not found. Set evaluation.fid_stats_path to "
+        raise MissingStatisticsError(f"FID reference statistics '{path}' not found. Set evaluation.fid_stats_path to "
                                 f"an .npz with mu/sigma (e.g. ADM's VIRTUAL_imagenet256_labeled.npz or one written "
                                 f"by scripts/compute_fid_stats.py)")
     with np.load(path, allow_pickle=False) as data:

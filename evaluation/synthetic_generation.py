@@ -14,7 +14,7 @@ import torch
 
 from evaluation.frechet import frechet_distance
 from evaluation.synthetic_classifier import SyntheticClassifier, feature_statistics, predict
-from modeling.sampling import sample
+from modeling.sampling import SamplingConfig, sample_grid
 
 
 def pooled_frechet(features_a: torch.Tensor, features_b: torch.Tensor) -> float:
@@ -29,16 +29,13 @@ def per_class_frechet(features: torch.Tensor, labels: torch.Tensor, ref_features
     return float(sum(distances) / num_classes)
 
 
-@torch.no_grad()
-def generate_per_class(generator, tokenizer, num_classes: int, per_class: int, sampling: dict, seed: int = 0,
+def generate_per_class(generator, tokenizer, num_classes: int, per_class: int,
+                       settings: Optional[SamplingConfig] = None, seed: int = 0,
                        batch_size: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
-    """`per_class` samples of every class, clamped to [0, 1] -> (images (C*per_class, 3, H, W), labels)."""
-    labels = torch.arange(num_classes).repeat_interleave(per_class)
-    seeds = torch.arange(len(labels)) + seed
-    images = [sample(generator, tokenizer, labels[i:i + batch_size], seeds=seeds[i:i + batch_size].tolist(),
-                     **sampling).clamp(0, 1).cpu()
-              for i in range(0, len(labels), batch_size)]
-    return torch.cat(images), labels
+    """`per_class` samples of every class (sample k with seed `seed + k`), clamped to [0, 1] ->
+    (images (C*per_class, 3, H, W), labels (C*per_class,))."""
+    images = sample_grid(generator, tokenizer, range(num_classes), per_class, seed, batch_size, settings)
+    return images, torch.arange(num_classes).repeat_interleave(per_class)
 
 
 def evaluate_generation(classifier: SyntheticClassifier, images: torch.Tensor, labels: torch.Tensor,

@@ -1,21 +1,31 @@
-"""Models: VQGAN+ tokenizer and quantizers, discriminators, external tokenizers, the bit-token generator, masking and sampling."""
-from modeling.checkpoint import CheckpointMismatchError, load_pretrained
+"""Models of every family, their registry, and the config bridge.
+
+    from modeling import create_model, list_models, build_tokenizer, build_generator, sample
+
+Importing the package imports each family's modules, which register their builders and presets
+(`modeling.registry`). Nothing here depends on `training`, `data` or `evaluation`.
+"""
+from modeling.checkpoint import CheckpointMismatchError, CheckpointNotFoundError, load_pretrained
 from modeling.discriminator import PatchGANDiscriminator, VQGANPlusDiscriminator
-from modeling.factory import build_discriminator, build_quantizer, build_tokenizer
-from modeling.quantizers import LookupFreeQuantizer, VectorQuantizer, bits_to_indices, indices_to_bits
-from modeling.taming import TamingVQGAN
-from modeling.vqgan_plus import VQGANPlusTokenizer
-from modeling.generator import (BitTokenTransformer, EmbeddingTokenTransformer, MaskedTokenTransformer,
-                                build_generator, load_generator_checkpoint)
+from modeling.generator import BitTokenTransformer, EmbeddingTokenTransformer, MaskedTokenTransformer
 from modeling.masking import label_drop_mask, mask_tokens
-from modeling.mlm_loss import MLMLoss
-from modeling.sampling import sample, sampling_kwargs
+from modeling.quantizers import LookupFreeQuantizer, VectorQuantizer, bits_to_indices, indices_to_bits
+from modeling.sampling import SamplingConfig, sample, sample_grid
+from modeling.taming import TamingVQGAN
 from modeling.token_splits import combine_tokens, split_tokens
+from modeling.tokenizer import SpatialTokenizer
+from modeling.vqgan_plus import VQGANPlusTokenizer, build_quantizer
+
+from modeling.builders import (TokenSpace, build_discriminator, build_generator, build_tokenizer,  # noqa: E402
+                               sampling_config, token_space)
+from modeling.registry import create_model, list_models, register_builder, register_presets  # noqa: E402
 
 __all__ = [
-    "BitTokenTransformer", "CheckpointMismatchError", "EmbeddingTokenTransformer", "LookupFreeQuantizer", "MLMLoss",
-    "MaskedTokenTransformer", "PatchGANDiscriminator", "TamingVQGAN", "VQGANPlusDiscriminator",
-    "VQGANPlusTokenizer", "VectorQuantizer", "bits_to_indices", "build_discriminator", "build_generator",
-    "build_quantizer", "build_tokenizer", "combine_tokens", "indices_to_bits", "label_drop_mask",
-    "load_generator_checkpoint", "load_pretrained", "mask_tokens", "sample", "sampling_kwargs", "split_tokens",
+    "BitTokenTransformer", "CheckpointMismatchError", "CheckpointNotFoundError", "EmbeddingTokenTransformer",
+    "LookupFreeQuantizer", "MaskedTokenTransformer", "PatchGANDiscriminator", "SamplingConfig", "SpatialTokenizer",
+    "TamingVQGAN", "TokenSpace", "VQGANPlusDiscriminator", "VQGANPlusTokenizer", "VectorQuantizer",
+    "bits_to_indices", "build_discriminator", "build_generator", "build_quantizer", "build_tokenizer",
+    "combine_tokens", "create_model", "indices_to_bits", "label_drop_mask", "list_models", "load_pretrained",
+    "mask_tokens", "register_builder", "register_presets", "sample", "sample_grid", "sampling_config",
+    "split_tokens", "token_space",
 ]

@@ -17,28 +17,34 @@ import torch
 from torch import nn
 
 from modeling.checkpoint_inspect import describe_checkpoint
+from utils.run_layout import TRAINING_SUBFOLDERS, WEIGHT_FILES
+from utils.errors import MaskbitError
 from utils.weights import MissingWeightsError, load_state_dict_file
 
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-TRAINING_SUBFOLDERS = ("ema_model", "unwrapped_model")  # inside checkpoint-<step>/, in order of preference
 # Lightning checkpoints pickle callback and hyper-parameter objects next to the weights; these are swapped for inert
 # stand-ins (inert objects that run no code) so that the file still loads with weights_only=True. Others are refused.
 IGNORABLE_GLOBALS = ("pytorch_lightning.", "lightning.", "lightning_fabric.", "omegaconf.", "argparse.", "numpy.")
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(MaskbitError, ValueError):
     """The checkpoint's keys or shapes do not match the model."""
+
+
+class CheckpointNotFoundError(MaskbitError, FileNotFoundError):
+    """A checkpoint file or folder named by the user does not exist or is incomplete."""
 
 
 def load_pretrained(model: nn.Module, path_or_id: Union[str, os.PathLike],
                     rename_keys: Optional[Mapping[str, str]] = None) -> nn.Module:
     """Load weights strictly into `model` and return it in eval mode.
 
-    `rename_keys` maps checkpoint key prefixes to model key prefixes, e.g. {"token_emb": "input_proj"}.
+    `rename_keys` maps checkpoint key prefixes to model key prefixes, e.g. {"token_emb": "input_proj"}; it
+    defaults to the model's own `checkpoint_key_renames` (names that differ in the released checkpoints).
     """
     path = resolve_checkpoint(path_or_id)
     state_dict = read_state_dict(path)
-    state_dict = _strip_wrapper_prefixes(rename_prefixes(state_dict, rename_keys or {}), model)
+    renames = getattr(model, "checkpoint_key_renames", {}) if rename_keys is None else rename_keys
+    state_dict = _strip_wrapper_prefixes(rename_prefixes(state_dict, renames), model)
     check_compatible(model, state_dict, source=str(path))
     model.load_state_dict(state_dict, strict=True)
     return model.eval()
@@ -52,13 +58,14 @@ def resolve_checkpoint(path_or_id: Union[str, os.PathLike]) -> Path:
     if path.is_file():
         return path
     if not path.is_dir():
-        raise FileNotFoundError(f"Checkpoint '{path}' does not exist.")
+        raise CheckpointNotFoundError(f"Checkpoint '{path}' does not exist. Pass a weights file (.bin, .pt, "
+                                      f".safetensors, .ckpt), a folder holding one, or hf://<owner>/<repo>[/<file>].")
     candidates = [path / sub / name for sub in TRAINING_SUBFOLDERS for name in WEIGHT_FILES]
     candidates += [path / name for name in WEIGHT_FILES]
     for candidate in candidates:
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(f"No weights found in folder '{path}'. Looked for: "
+    raise CheckpointNotFoundError(f"No weights found in folder '{path}'. Looked for: "
                             f"{', '.join(str(c.relative_to(path)) for c in candidates)}.")
 
 

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from modeling.layers import Conv2dSame, same_padding
+from modeling.registry import register_builder
 
 BLUR_KERNELS = {3: (1, 2, 1), 4: (1, 3, 3, 1), 5: (1, 4, 6, 4, 1)}
 
@@ -96,3 +97,15 @@ class PatchGANDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.main(x)
+
+
+@register_builder("discriminator", "VQGAN+Discriminator")
+def _vqgan_plus_discriminator_from_config(d) -> VQGANPlusDiscriminator:
+    return VQGANPlusDiscriminator(d.num_channels, d.hidden_channels, d.num_stages, d.blur_resample,
+                                  d.blur_kernel_size)
+
+
+@register_builder("discriminator", "Original")
+def _patchgan_from_config(d) -> PatchGANDiscriminator:
+    """`name: Original`: the pix2pix / Taming PatchGAN."""
+    return PatchGANDiscriminator(d.num_channels, d.hidden_channels, d.num_stages)

@@ -7,14 +7,12 @@ Both share the trunk: class token appended at the end, learned positions, post-n
 """
 from __future__ import annotations
 
-import math
-from pathlib import Path
-from typing import Optional, Union
+from typing import Optional
 
 import torch
 from torch import nn
 
-from modeling.checkpoint import load_pretrained
+from modeling.registry import register_builder, register_presets
 from modeling.token_splits import combine_tokens, split_tokens, split_tokens_to_bits
 from modeling.transformer import LAYER_NORM_EPS, TransformerEncoder
 
@@ -36,6 +34,8 @@ class MaskedTokenTransformer(nn.Module):
     Tokens are (B, N, S) split indices in [0, V], V = 2^(bits/S) being the mask id; class ids are in
     [0, num_classes], num_classes being the null (unconditional) class.
     """
+
+    checkpoint_key_renames = {"token_emb": "input_proj"}  # the released checkpoints use the older name
 
     def __init__(self, bits: int, codebook_splits: int = 2, seq_len: int = 256, hidden_dim: int = 1024,
                  depth: int = 24, heads: int = 16, mlp_dim: int = 4096, dropout: float = 0.1,
@@ -170,40 +170,17 @@ class EmbeddingTokenTransformer(MaskedTokenTransformer):
                             for table, bias in zip(self.tok_emb_list, self.bias)], dim=2)
 
 
-GENERATOR_CLASSES = {"lfq_bert": BitTokenTransformer, "bert": EmbeddingTokenTransformer}
+register_presets("generator", main="generator")
 
 
-def build_generator(config) -> MaskedTokenTransformer:
-    """The generator of `config.model.mlm_model`; `config` is the whole experiment config (dict or DictConfig).
-
-    Token bits come from the tokenizer config (LFQ: token_size; VQ: log2(codebook_size)); the sequence length
-    from the image resolution and the tokenizer's downsampling 2^(num_resolutions-1).
-    """
-    from utils.config import with_defaults
-
-    cfg = with_defaults(config)
-    vq, mlm = cfg.model.vq_model, cfg.model.mlm_model
-    if mlm.model_cls not in GENERATOR_CLASSES:
-        raise ValueError(f"Unknown model.mlm_model.model_cls '{mlm.model_cls}'; choose one of "
-                         f"{sorted(GENERATOR_CLASSES)}")
-    bits = math.log2(vq.codebook_size)
-    if not bits.is_integer():
-        raise ValueError(f"model.vq_model.codebook_size ({vq.codebook_size}) must be a power of two")
-    stride = 2 ** (vq.num_resolutions - 1)
-    resolution = cfg.dataset.preprocessing.resolution
-    if resolution % stride:
-        raise ValueError(f"dataset.preprocessing.resolution ({resolution}) must be divisible by the tokenizer "
-                         f"stride 2^(num_resolutions-1) = {stride}")
-    return GENERATOR_CLASSES[mlm.model_cls](
-        bits=int(bits), codebook_splits=mlm.codebook_splits, seq_len=(resolution // stride) ** 2,
-        hidden_dim=mlm.hidden_dim, depth=mlm.depth, heads=mlm.heads, mlp_dim=mlm.mlp_dim, dropout=mlm.dropout,
-        num_classes=mlm.num_classes, use_prenorm=mlm.use_prenorm)
-
-
-RELEASED_KEY_RENAMES = {"token_emb": "input_proj"}  # released checkpoints use the older name
-
-
-def load_generator_checkpoint(model: MaskedTokenTransformer, path: Union[str, Path]) -> MaskedTokenTransformer:
-    """Load released or trained generator weights (strict, weights-only; any source `load_pretrained` takes:
-    .bin, .safetensors, folder, checkpoint-<step>/, hf://) and return the model in eval mode."""
-    return load_pretrained(model, path, rename_keys=RELEASED_KEY_RENAMES)
+@register_builder("generator", "lfq_bert", "bert")
+def _generator_from_config(mlm, tokens) -> MaskedTokenTransformer:
+    """`model.mlm_model` -> `BitTokenTransformer` (lfq_bert) or `EmbeddingTokenTransformer` (bert), for the
+    tokenizer's `TokenSpace` `tokens` (bits per token, sequence length)."""
+    if tokens.token_bits is None:
+        raise ValueError(f"the tokenizer's codebook size ({tokens.codebook_size}) must be a power of two: MaskBit "
+                         f"generators split each token into groups of bits (model.vq_model.codebook_size)")
+    cls = BitTokenTransformer if mlm.model_cls == "lfq_bert" else EmbeddingTokenTransformer
+    return cls(bits=tokens.token_bits, codebook_splits=mlm.codebook_splits, seq_len=tokens.seq_len,
+               hidden_dim=mlm.hidden_dim, depth=mlm.depth, heads=mlm.heads, mlp_dim=mlm.mlp_dim,
+               dropout=mlm.dropout, num_classes=mlm.num_classes, use_prenorm=mlm.use_prenorm)

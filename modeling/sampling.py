@@ -1,21 +1,57 @@
 """Iterative MaskGIT-style decoding of split tokens with classifier-free guidance (MaskBit sampling).
 
+    settings = SamplingConfig(num_steps=64, guidance_scale=7.1)          # or modeling.sampling_config(config)
+    images = sample(generator, tokenizer, class_ids, seeds=range(8), settings=settings)
+    images = sample(generator, tokenizer, class_ids, seeds=0, num_steps=16)   # keyword overrides of the settings
+
 Starting from an all-masked grid, each of `num_steps` steps predicts every masked (position, split) element,
 then keeps the most confident predictions and re-masks the rest, following the mask schedule. The procedure
 and its constants follow the official sampler; on top of it, every sample draws its random numbers from its
 own seeded stream, so a sample depends only on (seed, class), never on the rest of its batch.
+
+Noise hook (the project's sampler protocol): `noise(kind, index, shape) -> Tensor` supplies every random draw
+instead of the seeded streams. Per step `index = step` it is asked, in this order, for
+    "categorical"  standard Gumbel noise (B, N, S, V): drawn value = argmax(log probs + noise)
+    "confidence"   standard Gumbel noise (B, N, S): the confidence term, scaled by randomize_temperature * (1 - p)
+With the official sampler's noise supplied this way, `sample` reproduces it token for token.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from contextlib import nullcontext
-from typing import Callable, List, Optional, Sequence, Union
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
 
 from modeling.masking import mask_ratio
 
 Seeds = Union[None, int, Sequence[int], torch.Tensor, torch.Generator]
+NoiseFn = Callable[[str, int, Tuple[int, ...]], torch.Tensor]
+StepCallback = Callable[[int, torch.Tensor, torch.Tensor], None]
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Sampler settings; defaults are the official MaskBit ones (`model.mlm_model` of the configs)."""
+    num_steps: int = 64
+    guidance_scale: float = 7.1
+    guidance_annealing: str = "cosine"  # none | linear | cosine
+    scale_pow: float = 3.0
+    randomize_temperature: float = 8.2  # Gumbel scale of the confidence, annealed by (1 - progress)
+    softmax_temperature: float = 1.0
+    use_sampling_annealing: bool = False  # softmax temperature 0.5 + 0.8 (1 - progress) instead
+    mask_schedule: str = "arccos"
+    skip_unguided_pass: bool = True  # drop the null-class half of the batch where the guidance scale is exactly 0
+    autocast_dtype: Optional[torch.dtype] = None  # e.g. torch.bfloat16: generator under autocast (opt-in)
+
+    def replace(self, **changes) -> "SamplingConfig":
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise TypeError(f"unknown sampling settings {unknown}; SamplingConfig has "
+                            f"{[f.name for f in dataclasses.fields(self)]}")
+        return dataclasses.replace(self, **changes)
 
 
 def guidance_scale_at(step: int, num_steps: int, guidance_scale: float, annealing: str = "cosine",
@@ -83,18 +119,25 @@ def _guided_logits(model, tokens, labels, scale: float, unconditional_pass: bool
     return conditional + scale * (conditional - unconditional)
 
 
+def _noise(noise: NoiseFn, kind: str, index: int, shape: Tuple[int, ...], device) -> torch.Tensor:
+    values = noise(kind, index, shape)
+    if tuple(values.shape) != tuple(shape):
+        raise ValueError(f"noise('{kind}', {index}, {shape}) returned shape {tuple(values.shape)}; it must return "
+                         f"exactly the requested shape")
+    return values.to(device=device, dtype=torch.float32)
+
+
 @torch.no_grad()
 def sample(model, tokenizer, class_ids: Union[torch.Tensor, Sequence[int]], seeds: Seeds = None,
-           num_steps: int = 64, guidance_scale: float = 7.1, guidance_annealing: str = "cosine",
-           scale_pow: float = 3.0, randomize_temperature: float = 8.2, softmax_temperature: float = 1.0,
-           use_sampling_annealing: bool = False, mask_schedule: str = "arccos", skip_unguided_pass: bool = True,
-           autocast_dtype: Optional[torch.dtype] = None, return_tokens: bool = False,
-           on_step: Optional[Callable[[int, torch.Tensor, torch.Tensor], None]] = None):
+           settings: Optional[SamplingConfig] = None, *, noise: Optional[NoiseFn] = None,
+           return_tokens: bool = False, on_step: Optional[StepCallback] = None, **overrides):
     """Generate one image per class id.
 
     Returns images (B, 3, H, W) from `tokenizer.decode_tokens` (unclamped), `(images, tokens)` with
-    `return_tokens`, or only the tokens (B, N) int64 when `tokenizer` is None. `seeds`: see
-    `per_sample_generators` (pass per-sample seeds for batch-independent results).
+    `return_tokens`, or only the tokens (B, N) int64 when `tokenizer` is None. `settings` (default
+    `SamplingConfig()`) with `overrides` applied (`num_steps=16`, ...). `seeds`: see `per_sample_generators` (pass
+    per-sample seeds for batch-independent results); ignored when `noise` supplies the draws (module docstring).
+    `on_step(step, sampled, tokens)` sees each step's full prediction and the state after re-masking, (B, N, S).
 
     Per step i (progress p = (i+1)/S): guided logits; probs = softmax(logits / T) (T = 0.5 + 0.8 (1-p) with
     `use_sampling_annealing`); every masked element draws a value; confidence = log prob of the drawn value
@@ -104,42 +147,46 @@ def sample(model, tokenizer, class_ids: Union[torch.Tensor, Sequence[int]], seed
     The official code takes the keep-masked count from sample 0 for the whole batch; we count per sample,
     which is identical whenever all samples have the same masked count (always, barring exact confidence ties).
     `skip_unguided_pass` drops the null-class half of the batch on steps whose guidance scale is exactly 0
-    (the first step under linear/cosine annealing): same logits, less work. `autocast_dtype` (e.g.
-    torch.bfloat16) runs the generator under autocast (opt-in; changes results slightly).
+    (the first step under linear/cosine annealing): same logits, less work.
     """
+    cfg = (settings or SamplingConfig()).replace(**overrides)
     device = next(model.parameters()).device
     labels = torch.as_tensor(class_ids).reshape(-1).long()
     if labels.numel() == 0 or labels.min() < 0 or labels.max() >= model.num_classes:
         raise ValueError(f"class ids must be in [0, {model.num_classes}), got {labels.tolist()}")
     labels = labels.to(device)
     batch, n, splits, mask_id = labels.numel(), model.seq_len, model.splits, model.mask_token
-    generators = per_sample_generators(seeds, batch)
-    autocast = (torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None
+    generators = per_sample_generators(seeds, batch) if noise is None else None
+    autocast = (torch.autocast(device.type, dtype=cfg.autocast_dtype) if cfg.autocast_dtype is not None
                 else nullcontext())
     was_training = model.training
     model.eval()
 
     tokens = torch.full((batch, n, splits), mask_id, dtype=torch.long, device=device)
     masked = torch.ones_like(tokens, dtype=torch.bool)
-    for step in range(num_steps):
-        progress = (step + 1) / num_steps
-        scale = guidance_scale_at(step, num_steps, guidance_scale, guidance_annealing, scale_pow)
+    for step in range(cfg.num_steps):
+        progress = (step + 1) / cfg.num_steps
+        scale = guidance_scale_at(step, cfg.num_steps, cfg.guidance_scale, cfg.guidance_annealing, cfg.scale_pow)
         with autocast:
             logits = _guided_logits(model, tokens, labels, scale,
-                                    guidance_scale != 0.0 and not (skip_unguided_pass and scale == 0.0))
-        temperature = 0.5 + 0.8 * (1 - progress) if use_sampling_annealing else softmax_temperature
+                                    cfg.guidance_scale != 0.0 and not (cfg.skip_unguided_pass and scale == 0.0))
+        temperature = 0.5 + 0.8 * (1 - progress) if cfg.use_sampling_annealing else cfg.softmax_temperature
         probs = torch.softmax(logits / temperature, dim=-1)
 
-        uniforms = torch.stack([torch.rand((2, n, splits), generator=g) for g in generators]).to(device)
-        sampled = torch.where(masked, _categorical(probs, uniforms[:, 0]), tokens)
+        if noise is None:
+            uniforms = torch.stack([torch.rand((2, n, splits), generator=g) for g in generators]).to(device)
+            drawn, gumbel = _categorical(probs, uniforms[:, 0]), _gumbel(uniforms[:, 1])
+        else:
+            drawn = (probs.log() + _noise(noise, "categorical", step, tuple(probs.shape), device)).argmax(-1)
+            gumbel = _noise(noise, "confidence", step, (batch, n, splits), device)
+        sampled = torch.where(masked, drawn, tokens)
         confidence = probs.gather(-1, sampled.unsqueeze(-1)).squeeze(-1)
         confidence = torch.where(masked, confidence, torch.inf)
-        noise = _gumbel(uniforms[:, 1]) * randomize_temperature * (1 - progress)
-        confidence = torch.log(confidence) + noise
+        confidence = torch.log(confidence) + gumbel * cfg.randomize_temperature * (1 - progress)
 
         # keep-masked count clamped to [1, n_masked - 1]. With a single masked element left (very long
         # schedules only) the official code indexes position -1 and re-masks the whole grid; we commit it.
-        target = max(num_to_keep_masked(step, num_steps, n * splits, mask_schedule), 1)
+        target = max(num_to_keep_masked(step, cfg.num_steps, n * splits, cfg.mask_schedule), 1)
         keep = (masked.sum(dim=(1, 2)) - 1).clamp(max=target)
         ranked = confidence.view(batch, -1).sort(dim=-1).values
         threshold = ranked.gather(1, (keep - 1).clamp(min=0).unsqueeze(1)).view(batch, 1, 1)
@@ -159,12 +206,15 @@ def sample(model, tokenizer, class_ids: Union[torch.Tensor, Sequence[int]], seed
     return (images, full_tokens) if return_tokens else images
 
 
-def sampling_kwargs(config) -> dict:
-    """The `sample` settings of an experiment config (`model.mlm_model`)."""
-    from utils.config import with_defaults
-
-    mlm = with_defaults(config).model.mlm_model
-    return dict(num_steps=mlm.num_steps, guidance_scale=mlm.guidance_scale,
-                guidance_annealing=mlm.guidance_annealing, scale_pow=mlm.scale_pow,
-                randomize_temperature=mlm.randomize_temperature, softmax_temperature=mlm.softmax_temperature,
-                use_sampling_annealing=mlm.use_sampling_annealing, mask_schedule=mlm.gen_mask_schedule_strategy)
+@torch.no_grad()
+def sample_grid(model, tokenizer, classes: Sequence[int], per_class: int, seed: int = 0, batch_size: int = 32,
+                settings: Optional[SamplingConfig] = None, **overrides) -> torch.Tensor:
+    """`per_class` images of every class in `classes`, row-major by class, clamped to [0, 1], on the CPU:
+    (len(classes) * per_class, 3, H, W). Image k uses seed `seed + k`, so the grid does not depend on `batch_size`.
+    """
+    labels = torch.as_tensor(list(classes)).repeat_interleave(per_class)
+    seeds = [seed + k for k in range(len(labels))]
+    chunks = [sample(model, tokenizer, labels[i:i + batch_size], seeds=seeds[i:i + batch_size], settings=settings,
+                     **overrides).float().clamp(0, 1).cpu()
+              for i in range(0, len(labels), batch_size)]
+    return torch.cat(chunks)

@@ -14,7 +14,8 @@ from torch import nn
 
 from modeling.layers import group_norm
 from modeling.quantizers.vector import VectorQuantizer
-from modeling.vqgan_plus import tokens_to_latent
+from modeling.registry import register_builder
+from modeling.tokenizer import SpatialTokenizer
 
 
 def _conv3x3(cin: int, cout: int, stride: int = 1, padding: int = 1) -> nn.Conv2d:
@@ -147,7 +148,7 @@ class TamingDecoder(nn.Module):
         return self.conv_out(F.silu(self.norm_out(h)))
 
 
-class TamingVQGAN(nn.Module):
+class TamingVQGAN(SpatialTokenizer):
     """Taming VQGAN with the tokenizer interface of `VQGANPlusTokenizer` (images in [0, 1]).
 
     The defaults are the released ImageNet f16-1024 model; smaller values exist for tests.
@@ -165,13 +166,6 @@ class TamingVQGAN(nn.Module):
         self.post_quant_conv = nn.Conv2d(token_size, z_channels, 1)
         self.downsample_factor = 2 ** (len(ch_mult) - 1)
 
-    @property
-    def codebook_size(self) -> int:
-        return self.quantize.codebook_size
-
-    def get_last_layer(self) -> torch.Tensor:
-        return self.decoder.conv_out.weight
-
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """x (B, 3, H, W) in [0, 1] -> z_q (B, token_size, H/16, W/16) and the quantizer's info dict."""
         return self.quantize(self.quant_conv(self.encoder(x * 2.0 - 1.0)))
@@ -180,9 +174,8 @@ class TamingVQGAN(nn.Module):
         """z_q (B, token_size, h, w) -> image (B, 3, H, W) in [0, 1] (unclamped)."""
         return (self.decoder(self.post_quant_conv(z_q)) + 1.0) / 2.0
 
-    def decode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.decode(tokens_to_latent(self.quantize, tokens))
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        z_q, info = self.encode(x)
-        return self.decode(z_q), info
+@register_builder("tokenizer", "taming")
+def _taming_from_config(vq) -> TamingVQGAN:
+    """`model.vq_model` with `model_class: taming`: the fixed released architecture; only the codebook is read."""
+    return TamingVQGAN(vq.codebook_size, vq.token_size)

@@ -9,7 +9,6 @@ There are no pre-/post-quantization 1x1 convs: the encoder's `conv_out` emits th
 """
 from __future__ import annotations
 
-import math
 from typing import Optional, Sequence
 
 import torch
@@ -17,6 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from modeling.layers import Conv2dSame, DownsamplingStage, ResidualStage, UpsamplingStage, group_norm
+from modeling.quantizers import LookupFreeQuantizer, VectorQuantizer
+from modeling.registry import register_builder, register_presets
+from modeling.tokenizer import SpatialTokenizer
 
 
 class ConvEncoder(nn.Module):
@@ -72,7 +74,7 @@ class ConvDecoder(nn.Module):
         return self.conv_out(F.silu(self.norm_out(h)))
 
 
-class VQGANPlusTokenizer(nn.Module):
+class VQGANPlusTokenizer(SpatialTokenizer):
     """Encoder -> quantizer -> decoder on [0, 1] images (no normalisation, unbounded output).
 
     `quantizer` is a `LookupFreeQuantizer` or a `VectorQuantizer`; for LFQ `token_size` is the number of bits.
@@ -93,14 +95,6 @@ class VQGANPlusTokenizer(nn.Module):
         self.quantize = quantizer
         self.downsample_factor = 2 ** (len(channel_mult) - 1)
 
-    @property
-    def codebook_size(self) -> int:
-        return self.quantize.codebook_size
-
-    def get_last_layer(self) -> torch.Tensor:
-        """Weight of the decoder's last conv (for the adaptive GAN weight)."""
-        return self.decoder.conv_out.weight
-
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """x (B, 3, H, W) -> z_q (B, C, h, w) and the quantizer's info dict (losses, `min_encoding_indices`)."""
         return self.quantize(self.encoder(x))
@@ -109,23 +103,31 @@ class VQGANPlusTokenizer(nn.Module):
         """z_q (B, C, h, w) -> image (B, 3, H, W)."""
         return self.decoder(z_q)
 
-    def decode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens (B, h*w) row-major or (B, h, w) -> image (B, 3, H, W)."""
-        return self.decode(tokens_to_latent(self.quantize, tokens))
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        z_q, info = self.encode(x)
-        return self.decode(z_q), info
+register_presets("tokenizer", main="tokenizer")
+register_presets("external", main="tokenizer")
 
 
-def tokens_to_latent(quantizer: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
-    """tokens (B, N) with N a square, or (B, h, w) -> quantized latent (B, C, h, w)."""
-    if tokens.dim() == 2:
-        side = math.isqrt(tokens.shape[1])
-        if side * side != tokens.shape[1]:
-            raise ValueError(f"decode_tokens got {tokens.shape[1]} tokens per image, which is not a square grid; "
-                             f"pass tokens shaped (B, h, w) for non-square latents.")
-        tokens = tokens.reshape(tokens.shape[0], side, side)
-    elif tokens.dim() != 3:
-        raise ValueError(f"decode_tokens expects tokens of shape (B, h*w) or (B, h, w), got {tuple(tokens.shape)}.")
-    return quantizer.get_codebook_entry(tokens).permute(0, 3, 1, 2).contiguous()
+def build_quantizer(vq) -> nn.Module:
+    """The quantizer of a `model.vq_model` section: lookup-free (bit tokens) or a VQ codebook."""
+    if vq.quantizer_type == "lookup-free":
+        return LookupFreeQuantizer(vq.token_size, vq.commitment_cost, vq.entropy_loss_weight,
+                                   vq.entropy_loss_temperature, vq.entropy_gamma, vq.distributed_entropy)
+    if vq.quantizer_type == "lookup":
+        return VectorQuantizer(vq.codebook_size, vq.token_size, vq.commitment_cost, vq.entropy_loss_weight,
+                               vq.entropy_loss_temperature, vq.entropy_gamma, vq.use_l2_normalisation,
+                               vq.distributed_entropy)
+    raise ValueError(f"Unknown model.vq_model.quantizer_type '{vq.quantizer_type}'; choose lookup-free or lookup.")
+
+
+@register_builder("tokenizer", "vqgan+", "maskgit")
+def _tokenizer_from_config(vq) -> VQGANPlusTokenizer:
+    """`model.vq_model` -> VQGAN+ / MaskBit tokenizer, or the MaskGIT tokenizer (`model_class: maskgit`)."""
+    if vq.num_resolutions != len(vq.channel_mult):
+        raise ValueError(f"model.vq_model.num_resolutions={vq.num_resolutions} must equal "
+                         f"len(model.vq_model.channel_mult)={len(vq.channel_mult)}.")
+    return VQGANPlusTokenizer(
+        build_quantizer(vq), vq.token_size, hidden_channels=vq.hidden_channels, channel_mult=list(vq.channel_mult),
+        num_res_blocks=vq.num_res_blocks, num_res_blocks_decoder=vq.num_res_blocks_decoder,
+        sample_with_conv=vq.sample_with_conv, legacy_decoder=vq.model_class == "maskgit",
+        num_channels=vq.num_channels)

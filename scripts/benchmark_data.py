@@ -8,17 +8,15 @@ folder first. The first --warmup batches (worker start-up, shard indexing) are n
 also times the official pipeline (webdataset ResampledShards -> shuffle -> decode -> torchvision transforms).
 """
 import argparse
-import os
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import torch
 
-import torch  # noqa: E402
-
-from data.loaders import build_train_dataloader  # noqa: E402
-from data.shards import write_synthetic_shards  # noqa: E402
+from data.loaders import build_train_dataloader
+from data.shards import write_synthetic_shards
+from utils.config import with_defaults
+from utils.errors import run_main
 
 
 def time_loader(loader, batches: int, warmup: int) -> tuple[float, int]:
@@ -71,10 +69,10 @@ def main() -> None:
             pattern = write_synthetic_shards(tmp, args.num_images, 0, args.source_resolution, seed=0,
                                              maxcount=128, image_format="jpg")["train"]
             print(f"wrote {args.num_images} synthetic {args.source_resolution}px JPEGs in {time.time() - start:.1f}s")
-        config = {"dataset": {"params": {"train_shards_path_or_url": pattern, "num_workers_per_gpu": args.workers},
-                              "preprocessing": {"resolution": args.resolution}},
-                  "training": {"per_gpu_batch_size": args.batch_size}}
-        rows = [("maskbit TrainStream", build_train_dataloader(config))]
+        config = with_defaults({"dataset": {"params": {"train_shards_path_or_url": pattern,
+                                                       "num_workers_per_gpu": args.workers},
+                                            "preprocessing": {"resolution": args.resolution}}})
+        rows = [("maskbit TrainStream", build_train_dataloader(config.dataset, args.batch_size, seed=42))]
         if args.compare_webdataset:
             rows.append(("official webdataset pipeline",
                          official_loader(pattern, args.resolution, args.batch_size, args.workers)))
@@ -86,4 +84,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, prog="benchmark_data.py")

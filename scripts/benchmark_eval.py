@@ -9,18 +9,15 @@ originals and reconstructions, LPIPS, PSNR, SSIM, codebook) per image.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np
 import torch
 
 from evaluation import TokenizerEvaluator, build_inception, frechet_distance, to_uint8
-from modeling.factory import build_tokenizer
-from modeling.lpips import LPIPS
+from evaluation.lpips import LPIPS
+from modeling import build_tokenizer
+from utils.errors import run_main
 
 REDUCED = {"hidden_channels": 32, "channel_mult": [1, 2], "num_resolutions": 2, "num_res_blocks": 1}
 
@@ -85,4 +82,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, prog="benchmark_eval.py")

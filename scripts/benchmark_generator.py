@@ -18,8 +18,10 @@ from contextlib import nullcontext
 
 import torch
 
-from modeling import MLMLoss, build_generator, label_drop_mask, mask_tokens, sample, sampling_kwargs
+from modeling import build_generator, build_tokenizer, label_drop_mask, mask_tokens, sample, sampling_config
+from training.losses import MLMLoss
 from utils.config import load_config
+from utils.errors import run_main
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16}
 
@@ -72,12 +74,12 @@ def time_train_steps(model, cfg, batch: int, steps: int, dtype, device) -> float
 
 def time_sampling(model, tokenizer, cfg, num_images: int, sample_steps: int, dtype, device) -> float:
     """Seconds to generate `num_images` images in one batch."""
-    kwargs = {**sampling_kwargs(cfg), "num_steps": sample_steps}
+    settings = sampling_config(cfg).replace(num_steps=sample_steps, autocast_dtype=dtype)
     classes = torch.arange(num_images) % model.num_classes
-    sample(model, tokenizer, classes, seeds=0, autocast_dtype=dtype, **{**kwargs, "num_steps": 1})  # warm-up
+    sample(model, tokenizer, classes, seeds=0, settings=settings, num_steps=1)  # warm-up
     synchronize(device)
     start = time.perf_counter()
-    sample(model, tokenizer, classes, seeds=0, autocast_dtype=dtype, **kwargs)
+    sample(model, tokenizer, classes, seeds=0, settings=settings)
     synchronize(device)
     return time.perf_counter() - start
 
@@ -103,7 +105,6 @@ def main() -> None:
     model = build_generator(cfg).to(device)
     tokenizer = None
     if args.decode:
-        from modeling.factory import build_tokenizer
         tokenizer = build_tokenizer(cfg).to(device).eval()
     params = sum(p.numel() for p in model.parameters())
     print(f"{cfg.experiment.name}: {params / 1e6:.1f}M parameters, {model.seq_len} tokens x {model.splits} "
@@ -124,4 +125,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, prog="benchmark_generator.py")

@@ -16,9 +16,9 @@ import os
 import subprocess
 import sys
 import time
+from utils.errors import run_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 
 def parse_args(argv=None):
@@ -189,4 +189,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, prog="benchmark_tokenizer.py")

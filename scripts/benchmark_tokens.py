@@ -20,12 +20,14 @@ import torch
 from accelerate import PartialState
 
 from data import build_train_dataloader, build_token_stream, write_synthetic_shards
+from data.pretokenize import pretokenize
 from modeling import build_tokenizer
-from training import read_metrics
+from modeling.tokenizer import tokenize
 from training.generator_trainer import GeneratorTrainer
-from training.pretokenize import pretokenize
-from training.token_source import load_frozen_tokenizer, tokenize
+from training.token_source import load_frozen_tokenizer
 from utils.config import load_config
+from utils.errors import run_main
+from utils.run_layout import read_metrics
 
 
 def source_throughput(batches, tokens_of, steps: int, batch: int) -> float:
@@ -75,14 +77,16 @@ def main() -> None:
           f"{torch.get_num_threads()} threads, {args.workers} loader workers")
 
     start = time.perf_counter()
-    summary = pretokenize(cfg, tokenizer, state, show_progress=False)
+    summary = pretokenize(cfg.dataset, tokenizer, state, cfg.training.per_gpu_batch_size, cfg.training.seed,
+                          show_progress=False)
     print(f"pretokenize (one-off): {args.images} images x {args.views} views in {time.perf_counter() - start:.2f} s "
           f"({summary['bytes'] / args.images:.0f} bytes per image on disk)")
 
-    images = iter(build_train_dataloader(cfg))
+    images = iter(build_train_dataloader(cfg.dataset, cfg.training.per_gpu_batch_size, cfg.training.seed))
     on_the_fly = source_throughput(images, lambda b: tokenize(tokenizer, b["image"].to(state.device)), args.steps,
                                    args.batch)
-    tokens = iter(build_token_stream(cfg))
+    tokens = iter(build_token_stream(cfg.dataset.params.pretokenized_shards_path_or_url,
+                                     cfg.training.per_gpu_batch_size, cfg.training.seed))
     stored = source_throughput(tokens, lambda b: b["tokens"].to(state.device), args.steps, args.batch)
     print(f"token source   on the fly: {on_the_fly:10.1f} images/s | pretokenized: {stored:10.1f} images/s "
           f"| x{stored / on_the_fly:.1f}")
@@ -100,4 +104,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, prog="benchmark_tokens.py")

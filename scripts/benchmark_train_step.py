@@ -17,13 +17,13 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch  # noqa: E402
-from accelerate.state import AcceleratorState, GradientState  # noqa: E402
+import torch
+from accelerate.state import AcceleratorState, GradientState
 
-from training import TokenizerTrainer  # noqa: E402
-from utils.config import load_config  # noqa: E402
+from training import TokenizerTrainer
+from utils.config import load_config
+from utils.errors import run_main
 
 VARIANTS = {
     "rec + quantizer": {"losses.perceptual_loss": "none", "losses.discriminator_start": 10**9},
@@ -99,4 +99,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, prog="benchmark_train_step.py")

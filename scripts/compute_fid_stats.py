@@ -13,10 +13,7 @@ published gFID numbers use the ADM suite's statistics, whose preprocessing diffe
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch
 from accelerate import PartialState
@@ -25,8 +22,8 @@ from tqdm import tqdm
 from data.loaders import build_eval_dataloader
 from evaluation import GaussianStats, save_fid_stats, to_uint8
 from evaluation.builders import inception_from_config
-from utils.config import parse_args_or_exit
-from utils.weights import MissingWeightsError
+from utils.config import ConfigError, parse_args_or_exit
+from utils.errors import run_main
 
 
 def main(argv=None) -> dict:
@@ -40,12 +37,12 @@ def main(argv=None) -> dict:
     if args.split == "train":  # read the train source with the ordered, read-once eval stream
         config.dataset.params.eval_shards_path_or_url = config.dataset.params.train_shards_path_or_url
     if not config.evaluation.compute_inception:
-        sys.exit("compute_fid_stats.py: error: evaluation.compute_inception=false leaves nothing to compute")
+        raise ConfigError("evaluation.compute_inception=false leaves nothing to compute")
 
     state = PartialState()
     inception = inception_from_config(config, state.device)
-    loader = build_eval_dataloader(config, state.process_index, state.num_processes,
-                                   args.batch_size or config.evaluation.batch_size)
+    loader = build_eval_dataloader(config.dataset, args.batch_size or config.evaluation.batch_size,
+                                   state.process_index, state.num_processes)
     stats = GaussianStats(inception.num_features, state.device)
     with torch.no_grad():
         for batch in tqdm(loader, desc="Inception features", unit="batch", disable=not state.is_main_process):
@@ -60,7 +57,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (MissingWeightsError, FileNotFoundError) as err:  # missing weights/statistics: the message says the fix
-        sys.exit(f"compute_fid_stats.py: error: {err}")
+    run_main(main, prog="compute_fid_stats.py")

@@ -14,15 +14,14 @@ import io
 import multiprocessing
 import os
 import random
-import sys
 import time
 
 from PIL import Image
 from tqdm import tqdm
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from data.shards import ShardWriter, brace_pattern  # noqa: E402
+from data.shards import ShardWriter, brace_pattern
+from utils.errors import MaskbitError, run_main
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".webp")
 FORMAT_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
@@ -31,7 +30,7 @@ FORMAT_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
 def list_images(split_dir: str) -> tuple[list[str], list[tuple[str, int]]]:
     """(sorted class folder names, [(path, class id)]) of split_dir/<class>/<image>."""
     if not os.path.isdir(split_dir):
-        sys.exit(f"error: '{split_dir}' does not exist; expected DATA_ROOT/SPLIT/<wnid>/*.JPEG")
+        raise MaskbitError(f"'{split_dir}' does not exist; expected DATA_ROOT/SPLIT/<wnid>/*.JPEG")
     classes = sorted(e.name for e in os.scandir(split_dir) if e.is_dir())
     files = []
     for class_id, name in enumerate(classes):
@@ -39,7 +38,7 @@ def list_images(split_dir: str) -> tuple[list[str], list[tuple[str, int]]]:
         files.extend((os.path.join(folder, f), class_id) for f in sorted(os.listdir(folder))
                      if f.lower().endswith(IMAGE_SUFFIXES))
     if not files:
-        sys.exit(f"error: no images found in the class folders of '{split_dir}'")
+        raise MaskbitError(f"no images found in the class folders of '{split_dir}'")
     return classes, files
 
 
@@ -98,4 +97,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, prog="create_sharded_dataset.py")

@@ -6,13 +6,11 @@ Writes OUTPUT/train/imagenet-train-%04d.tar and OUTPUT/val/imagenet-val-%04d.tar
 --format jpg, which writes JPEG quality 95) and prints the brace patterns to put in a config.
 """
 import argparse
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from data.shards import write_synthetic_shards  # noqa: E402
+from data.shards import write_synthetic_shards
+from utils.errors import run_main
 
 
 def main() -> None:
@@ -41,4 +39,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, prog="create_synthetic_dataset.py")

@@ -16,26 +16,22 @@ $WORKSPACE/outputs/<experiment.name>/eval.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import os
 import pprint
 import sys
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from accelerate import PartialState
 
 from evaluation import (GeneratorEvaluator, SampleChunks, class_labels, default_is_splits, generate_chunks,
                         iterate_chunk_batches, load_fid_stats)
-from evaluation.builders import eval_output_dir, inception_from_config
-from modeling.checkpoint import load_pretrained
-from modeling.factory import build_tokenizer
-from modeling.generator import build_generator, load_generator_checkpoint
-from modeling.sampling import sample, sampling_kwargs
+from evaluation.builders import inception_from_config
+from modeling import SamplingConfig, build_generator, build_tokenizer, load_pretrained, sample, sampling_config
 from training.run_setup import set_backend_flags
-from utils.config import parse_args_or_exit
-from utils.weights import MissingWeightsError
+from utils.config import ConfigError, parse_args_or_exit
+from utils.errors import run_main
+from utils.run_layout import resolve_output_dir
 
 OFFICIAL_FLAGS = {  # official argparse flag -> config key
     "config": "config", "tokenizer": "experiment.vqgan_checkpoint", "vqgan": "experiment.vqgan_checkpoint",
@@ -58,16 +54,16 @@ def build_sampler(config, device):
     """(labels (B,), seeds (B,)) -> images (B,3,H,W) from the configured tokenizer and generator checkpoints."""
     for key in ("vqgan_checkpoint", "generator_checkpoint"):
         if not config.experiment[key]:
-            sys.exit(f"eval_maskbit.py: error: set experiment.{key}=PATH")
+            raise ConfigError(f"set experiment.{key}=PATH")
     tokenizer = load_pretrained(build_tokenizer(config), config.experiment.vqgan_checkpoint).to(device)
-    generator = load_generator_checkpoint(build_generator(config), config.experiment.generator_checkpoint)
+    generator = load_pretrained(build_generator(config), config.experiment.generator_checkpoint)
     generator.to(device).requires_grad_(False)
     settings = sampler_settings(config)
-    return lambda labels, seeds: sample(generator, tokenizer, labels, seeds=seeds, **settings)
+    return lambda labels, seeds: sample(generator, tokenizer, labels, seeds=seeds, settings=settings)
 
 
-def sampler_settings(config) -> dict:
-    return {**sampling_kwargs(config), "softmax_temperature": 1.0}  # fixed at 1.0 as in the official script
+def sampler_settings(config) -> SamplingConfig:
+    return sampling_config(config).replace(softmax_temperature=1.0)  # fixed at 1.0 as in the official script
 
 
 def main(argv=None) -> dict:
@@ -78,16 +74,17 @@ def main(argv=None) -> dict:
     device, cfg = state.device, config.evaluation
     num_samples, resolution = cfg.num_samples, config.dataset.preprocessing.resolution
     if cfg.compute_inception and not cfg.fid_stats_path:
-        sys.exit("eval_maskbit.py: error: set evaluation.fid_stats_path=STATS.npz (mu/sigma of the reference set), "
-                 "or evaluation.compute_inception=false to only generate samples")
+        raise ConfigError("set evaluation.fid_stats_path=STATS.npz (mu/sigma of the reference set), "
+                          "or evaluation.compute_inception=false to only generate samples")
     reference = load_fid_stats(cfg.fid_stats_path) if cfg.compute_inception else None  # fail before sampling
     inception = inception_from_config(config, device)
 
-    out_dir = eval_output_dir(config)
+    out_dir = resolve_output_dir(config, "eval")
     labels = class_labels(num_samples, config.model.mlm_model.num_classes, cfg.seed)
     run_info = {"seed": cfg.seed, "resolution": resolution, "num_classes": config.model.mlm_model.num_classes,
                 "tokenizer": config.experiment.vqgan_checkpoint, "generator": config.experiment.generator_checkpoint,
-                "sampling": sampler_settings(config)}
+                "sampling": {k: v for k, v in dataclasses.asdict(sampler_settings(config)).items()
+                             if k not in ("autocast_dtype", "skip_unguided_pass")}}  # runtime-only
     chunks = SampleChunks(out_dir / "samples", num_samples, cfg.batch_size, run_info)
     state.wait_for_everyone()
 
@@ -129,7 +126,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (MissingWeightsError, FileNotFoundError) as err:  # missing weights/statistics: the message says the fix
-        sys.exit(f"eval_maskbit.py: error: {err}")
+    run_main(main, prog="eval_maskbit.py")

@@ -12,41 +12,34 @@ reconstructions below) to experiment.output_dir, else $WORKSPACE/outputs/<experi
 from __future__ import annotations
 
 import json
-import os
 import pprint
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch
 import torchvision
 from accelerate import PartialState
 
 from data.loaders import build_eval_dataloader
-from evaluation import TokenizerEvaluator, evaluate_tokenizer
-from evaluation.builders import eval_output_dir, inception_from_config, lpips_from_config
-from modeling.checkpoint import load_pretrained
-from modeling.factory import build_tokenizer
+from evaluation import evaluate_tokenizer
+from evaluation.builders import tokenizer_evaluator_from_config
+from modeling import build_tokenizer, load_pretrained
 from training.run_setup import set_backend_flags
-from utils.config import parse_args_or_exit
-from utils.weights import MissingWeightsError
+from utils.config import ConfigError, parse_args_or_exit
+from utils.errors import run_main
+from utils.run_layout import resolve_output_dir
 
 
 def main(argv=None) -> dict:
     config = parse_args_or_exit(argv, prog="eval_tokenizer.py")
     if not config.experiment.vqgan_checkpoint:
-        sys.exit("eval_tokenizer.py: error: set experiment.vqgan_checkpoint=PATH (tokenizer weights to evaluate)")
+        raise ConfigError("set experiment.vqgan_checkpoint=PATH (tokenizer weights to evaluate)")
     state = PartialState()
     set_backend_flags(config.training.enable_tf32)
     device = state.device
 
     model = load_pretrained(build_tokenizer(config), config.experiment.vqgan_checkpoint).to(device).eval()
-    vq = config.model.vq_model
-    num_bits = vq.token_size if vq.quantizer_type == "lookup-free" else None
-    evaluator = TokenizerEvaluator(vq.codebook_size, num_bits, inception_from_config(config, device),
-                                   lpips_from_config(config, device), device)
-    loader = build_eval_dataloader(config, state.process_index, state.num_processes,
-                                   config.training.per_gpu_batch_size)
+    evaluator = tokenizer_evaluator_from_config(config, model, device)
+    loader = build_eval_dataloader(config.dataset, config.training.per_gpu_batch_size, state.process_index,
+                                   state.num_processes)
     if state.is_main_process:
         print(f"Evaluating tokenizer model at {config.dataset.preprocessing.resolution} resolution.")
     metrics, examples = evaluate_tokenizer(model, loader, evaluator, device, progress=state.is_main_process)
@@ -54,7 +47,7 @@ def main(argv=None) -> dict:
     if state.is_main_process:
         print("EVALUATION")
         pprint.pprint(metrics)
-        out_dir = eval_output_dir(config)
+        out_dir = resolve_output_dir(config, "eval")
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         if examples is not None:
@@ -67,7 +60,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (MissingWeightsError, FileNotFoundError) as err:  # missing weights/statistics: the message says the fix
-        sys.exit(f"eval_tokenizer.py: error: {err}")
+    run_main(main, prog="eval_tokenizer.py")

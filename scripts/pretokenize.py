@@ -11,27 +11,28 @@ image i seeded by training.seed, i, v), encodes with the frozen tokenizer in fp3
 images per batch), and writes one shard per process plus tokens_meta.json into the output folder. Train on it
 with `scripts/train_maskbit.py ... dataset.params.pretokenized_shards_path_or_url=<folder>`.
 """
-import sys
-
 from accelerate import PartialState
 from accelerate.utils import parse_flag_from_env
 
-from training.pretokenize import pretokenize
+from data.pretokenize import pretokenize
 from training.run_setup import set_backend_flags
-from training.token_source import TokenizerCheckpointError, load_frozen_tokenizer
-from utils.config import parse_args_or_exit
+from training.token_source import load_frozen_tokenizer
+from utils.config import parse_args_or_exit, to_plain
+from utils.errors import MaskbitError, run_main
 
 
 def main() -> None:
     config = parse_args_or_exit(prog="pretokenize.py")
     state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))  # as accelerate's own AcceleratorState
     set_backend_flags(config.training.enable_tf32)  # the same convolution settings as on-the-fly tokens
+    tokenizer = load_frozen_tokenizer(config, state.device)
+    meta = {"tokenizer": to_plain(config.model.vq_model),
+            "tokenizer_checkpoint": str(config.experiment.vqgan_checkpoint)}
     try:
-        tokenizer = load_frozen_tokenizer(config, state.device)
-        summary = pretokenize(config, tokenizer, state)
-    except (TokenizerCheckpointError, FileNotFoundError, FileExistsError, ValueError) as err:
-        print(f"pretokenize.py: error: {err}", file=sys.stderr)
-        sys.exit(1)
+        summary = pretokenize(config.dataset, tokenizer, state, config.training.per_gpu_batch_size,
+                              config.training.seed, tokenizer_meta=meta)
+    except (FileNotFoundError, FileExistsError, ValueError) as err:  # paths and values of dataset.params
+        raise MaskbitError(str(err)) from err
     if state.is_main_process:
         s = summary
         print(f"pretokenize.py: {s['num_images']:,} images ({s['skipped']} unreadable, left out) x {s['num_views']} "
@@ -41,4 +42,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, prog="pretokenize.py")

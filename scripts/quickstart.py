@@ -32,19 +32,19 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 import torchvision  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
 from data import write_synthetic_shards  # noqa: E402
 from data.synthetic import CLASS_NAMES  # noqa: E402
 from data.loaders import build_eval_dataloader  # noqa: E402
 from evaluation import psnr  # noqa: E402
 from evaluation.synthetic_classifier import predict, train_classifier  # noqa: E402
 from evaluation.synthetic_generation import evaluate_generation, generate_per_class  # noqa: E402
-from modeling import build_generator, build_tokenizer, load_pretrained  # noqa: E402
-from modeling.sampling import sampling_kwargs  # noqa: E402
+from modeling import build_generator, build_tokenizer, load_pretrained, sampling_config  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.plots import plot_loss_curves  # noqa: E402
+from utils.run_layout import WEIGHTS_BIN  # noqa: E402
+from utils.errors import run_main
+
+REPO = Path(__file__).resolve().parent.parent
 
 CONFIGS = REPO / "configs" / "quickstart"
 NUM_CLASSES, RESOLUTION = 10, 32
@@ -98,7 +98,7 @@ def load_images(pattern: str, config) -> tuple[torch.Tensor, torch.Tensor]:
     cfg = load_config([f"config={CONFIGS / 'tokenizer_tiny.yaml'}", f"dataset.params.eval_shards_path_or_url={pattern}",
                        "dataset.params.num_workers_per_gpu=0"])
     images, labels = [], []
-    for batch in build_eval_dataloader(cfg, 0, 1, batch_size=256):
+    for batch in build_eval_dataloader(cfg.dataset, batch_size=256):
         images.append(batch["image"])
         labels.append(batch["class_id"])
     return torch.cat(images), torch.cat(labels)
@@ -112,11 +112,11 @@ def evaluate_samples(out: Path, data: dict, short: bool) -> dict:
     classifier = train_classifier(train_images, train_labels, NUM_CLASSES, epochs=size("classifier_epochs", short))
     heldout_pred, heldout_features = predict(classifier, val_images)
 
-    tokenizer = load_pretrained(build_tokenizer(config), out / "tokenizer" / "pytorch_model.bin")
-    generator = load_pretrained(build_generator(config), out / "generator" / "pytorch_model.bin")
+    tokenizer = load_pretrained(build_tokenizer(config), out / "tokenizer" / WEIGHTS_BIN)
+    generator = load_pretrained(build_generator(config), out / "generator" / WEIGHTS_BIN)
     torch.manual_seed(0)
     untrained = build_generator(config).eval()
-    sampling, per_class = sampling_kwargs(config), size("samples_per_class", short)
+    sampling, per_class = sampling_config(config), size("samples_per_class", short)
 
     images, labels = generate_per_class(generator, tokenizer, NUM_CLASSES, per_class, sampling)
     trained = evaluate_generation(classifier, images, labels, val_images, val_labels, NUM_CLASSES, heldout_features)
@@ -186,7 +186,7 @@ def main() -> None:
     data = json.loads(data_info.read_text())
 
     tok_config, gen_config = CONFIGS / "tokenizer_tiny.yaml", CONFIGS / "generator_tiny.yaml"
-    tokenizer_bin = out / "tokenizer" / "pytorch_model.bin"
+    tokenizer_bin = out / "tokenizer" / WEIGHTS_BIN
     stage("tokenizer", tokenizer_bin, lambda: run("tokenizer", accelerate("train_tokenizer.py") + [
         f"config={tok_config}"] + stage_overrides(out, "tokenizer", size("tokenizer_steps", short), data)))
     stage("tok_eval", out / "tokenizer_eval" / "metrics.json", lambda: run("tok_eval", [
@@ -195,7 +195,7 @@ def main() -> None:
         f"dataset.params.eval_shards_path_or_url={data['val']}"]))
     tokens = out / "tokens"
     stage("tokens", tokens / "tokens_meta.json", lambda: pretokenize(gen_config, tokenizer_bin, tokens, data))
-    stage("generator", out / "generator" / "pytorch_model.bin", lambda: run("generator", accelerate(
+    stage("generator", out / "generator" / WEIGHTS_BIN, lambda: run("generator", accelerate(
         "train_maskbit.py") + [f"config={gen_config}", f"experiment.vqgan_checkpoint={tokenizer_bin}",
                                f"dataset.params.pretokenized_shards_path_or_url={tokens}"]
         + stage_overrides(out, "generator", size("generator_steps", short), data)))
@@ -243,4 +243,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, prog="quickstart.py")

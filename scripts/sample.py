@@ -10,15 +10,15 @@ Sampling settings (steps, guidance, temperatures) come from `model.mlm_model`; g
 """
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import torch
 from torchvision.utils import save_image
 
-from modeling import build_generator, load_generator_checkpoint, sample, sampling_kwargs
+from modeling import build_generator, build_tokenizer, load_pretrained, sample_grid, sampling_config
 from utils.config import ConfigError, parse_args_or_exit
+from utils.errors import run_main
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16}
 
@@ -32,12 +32,10 @@ def _checkpoint_path(value: str, key: str) -> str:
 
 def load_models(cfg, device: torch.device):
     """(generator, tokenizer) with their weights, in eval mode, on `device`."""
-    from modeling import build_tokenizer, load_pretrained  # Stage-I side of the package
-
     tokenizer = load_pretrained(build_tokenizer(cfg), _checkpoint_path(cfg.experiment.vqgan_checkpoint,
                                                                         "experiment.vqgan_checkpoint"))
-    generator = load_generator_checkpoint(build_generator(cfg), _checkpoint_path(
-        cfg.experiment.generator_checkpoint, "experiment.generator_checkpoint"))
+    generator = load_pretrained(build_generator(cfg), _checkpoint_path(cfg.experiment.generator_checkpoint,
+                                                                        "experiment.generator_checkpoint"))
     return generator.to(device).eval(), tokenizer.to(device).eval()
 
 
@@ -46,14 +44,8 @@ def generate_grid(generator, tokenizer, cfg, device: torch.device) -> torch.Tens
     opts = cfg.sample
     if opts.dtype not in DTYPES:
         raise ConfigError(f"sample.dtype must be one of {sorted(DTYPES)}, got '{opts.dtype}'")
-    classes = torch.tensor(list(opts.classes)).repeat_interleave(opts.per_class)
-    seeds = [opts.seed + k for k in range(len(classes))]
-    images = []
-    for start in range(0, len(classes), opts.batch_size):
-        images.append(sample(generator, tokenizer, classes[start:start + opts.batch_size],
-                             seeds=seeds[start:start + opts.batch_size], autocast_dtype=DTYPES[opts.dtype],
-                             **sampling_kwargs(cfg)).clamp(0, 1).cpu())
-    return torch.cat(images)
+    settings = sampling_config(cfg).replace(autocast_dtype=DTYPES[opts.dtype])
+    return sample_grid(generator, tokenizer, opts.classes, opts.per_class, opts.seed, opts.batch_size, settings)
 
 
 def main(argv=None) -> Path:
@@ -61,13 +53,9 @@ def main(argv=None) -> Path:
     device = torch.device(cfg.sample.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if cfg.training.enable_tf32 and device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
-    try:
-        generator, tokenizer = load_models(cfg, device)
-        start = time.perf_counter()
-        images = generate_grid(generator, tokenizer, cfg, device)
-    except ConfigError as err:
-        print(f"sample.py: error: {err}", file=sys.stderr)
-        sys.exit(2)
+    generator, tokenizer = load_models(cfg, device)
+    start = time.perf_counter()
+    images = generate_grid(generator, tokenizer, cfg, device)
     output = Path(cfg.sample.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     save_image(images, output, nrow=cfg.sample.per_class, padding=2)
@@ -76,4 +64,4 @@ def main(argv=None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, prog="sample.py")

@@ -10,25 +10,14 @@ scripts/pretokenize.py (dataset.params.pretokenized_shards_path_or_url=DIR). Out
 $WORKSPACE/outputs/<experiment.name> (WORKSPACE defaults to ./runs) or experiment.output_dir; re-running the
 same command resumes from the newest complete checkpoint.
 """
-import sys
-
-from training import NonFiniteLossError
-from training.checkpoint import CheckpointNotFoundError
 from training.generator_trainer import GeneratorTrainer
-from training.token_source import TokenizerCheckpointError
 from utils.config import parse_args_or_exit
-from utils.weights import MissingWeightsError
+from utils.errors import run_main
 
 
 def main() -> None:
-    config = parse_args_or_exit(prog="train_maskbit.py")
-    try:
-        GeneratorTrainer(config).train()
-    except (NonFiniteLossError, MissingWeightsError, CheckpointNotFoundError, TokenizerCheckpointError,
-            FileNotFoundError) as err:
-        print(f"train_maskbit.py: error: {err}", file=sys.stderr)
-        sys.exit(1)
+    GeneratorTrainer(parse_args_or_exit(prog="train_maskbit.py")).train()
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, prog="train_maskbit.py")

@@ -10,22 +10,14 @@
 Output goes to $WORKSPACE/outputs/<experiment.name> (WORKSPACE defaults to ./runs) or experiment.output_dir;
 re-running the same command resumes from the newest complete checkpoint.
 """
-import sys
-
-from training import NonFiniteLossError, TokenizerTrainer
-from training.checkpoint import CheckpointNotFoundError
+from training import TokenizerTrainer
 from utils.config import parse_args_or_exit
-from utils.weights import MissingWeightsError
+from utils.errors import run_main
 
 
 def main() -> None:
-    config = parse_args_or_exit()
-    try:
-        TokenizerTrainer(config).train()
-    except (NonFiniteLossError, MissingWeightsError, CheckpointNotFoundError) as err:
-        print(f"train_tokenizer.py: error: {err}", file=sys.stderr)
-        sys.exit(1)
+    TokenizerTrainer(parse_args_or_exit(prog="train_tokenizer.py")).train()
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, prog="train_tokenizer.py")

@@ -10,10 +10,10 @@ from pathlib import Path
 import torch
 from accelerate import PartialState
 
+from data.pretokenize import pretokenize
 from modeling import build_tokenizer
-from training.pretokenize import pretokenize
 from training.token_source import load_frozen_tokenizer
-from utils.config import with_defaults
+from utils.config import to_plain, with_defaults
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -63,7 +63,9 @@ def make_token_folder(cfg: dict) -> Path:
     """Pretokenize cfg's train shards into cfg's dataset.params.pretokenized_shards_path_or_url (this process)."""
     cfg = with_defaults(cfg)
     state = PartialState(cpu=True)
-    pretokenize(cfg, load_frozen_tokenizer(cfg, state.device), state, show_progress=False)
+    meta = {"tokenizer": to_plain(cfg.model.vq_model), "tokenizer_checkpoint": cfg.experiment.vqgan_checkpoint}
+    pretokenize(cfg.dataset, load_frozen_tokenizer(cfg, state.device), state, cfg.training.per_gpu_batch_size,
+                cfg.training.seed, tokenizer_meta=meta, show_progress=False)
     return Path(cfg.dataset.params.pretokenized_shards_path_or_url)
 
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from data.loaders import build_eval_dataloader, build_train_dataloader
+from data import loaders
+from utils.config import with_defaults
 from data.shards import ShardWriter, encode_image, write_synthetic_shards
 from data.synthetic import SyntheticImages
 
@@ -22,6 +23,17 @@ def config(train="", val="", workers=0, batch=4, seed=0, source="webdataset", **
                                    "shuffle_buffer_size": 10, "persistent_workers": False},
                         "preprocessing": {"resolution": 16, **preprocessing}},
             "training": {"per_gpu_batch_size": batch, "seed": seed}}
+
+
+def build_train_dataloader(cfg, rank=0, world_size=1, start_batch=0):
+    cfg = with_defaults(cfg)
+    return loaders.build_train_dataloader(cfg.dataset, cfg.training.per_gpu_batch_size, cfg.training.seed, rank,
+                                          world_size, start_batch)
+
+
+def build_eval_dataloader(cfg, rank=0, world_size=1, batch_size=None):
+    cfg = with_defaults(cfg)
+    return loaders.build_eval_dataloader(cfg.dataset, batch_size or cfg.training.per_gpu_batch_size, rank, world_size)
 
 
 def take(loader, count):

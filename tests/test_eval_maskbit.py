@@ -74,8 +74,7 @@ def test_generator_evaluator_over_chunks_in_any_order(tmp_path):
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
-    from modeling.factory import build_tokenizer
-    from modeling.generator import build_generator
+    from modeling import build_generator, build_tokenizer
 
     root = tmp_path_factory.mktemp("eval_maskbit")
     torch.manual_seed(0)

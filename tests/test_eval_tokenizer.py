@@ -85,7 +85,7 @@ def test_two_gloo_processes_give_the_single_process_metrics():
 def eval_setup(tmp_path_factory):
     """Synthetic eval shards, a random tiny tokenizer checkpoint and a config file using them."""
     from data import write_synthetic_shards
-    from modeling.factory import build_tokenizer
+    from modeling import build_tokenizer
 
     root = tmp_path_factory.mktemp("eval_tok")
     patterns = write_synthetic_shards(str(root / "data"), 0, 5, resolution=32, seed=0)

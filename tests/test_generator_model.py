@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from modeling import build_generator, load_generator_checkpoint
+from modeling import build_generator, load_pretrained
 from modeling.generator import BitTokenTransformer, EmbeddingTokenTransformer
 from modeling.token_splits import combine_tokens, split_tokens
 from utils.config import load_config
@@ -146,7 +146,7 @@ def test_released_checkpoint_with_token_emb_keys_loads(tmp_path):
     torch.save(released, tmp_path / "maskbit_generator_tiny.bin")
     torch.manual_seed(99)
     target = _tiny(bits=12).train()
-    loaded = load_generator_checkpoint(target, tmp_path / "maskbit_generator_tiny.bin")
+    loaded = load_pretrained(target, tmp_path / "maskbit_generator_tiny.bin")
     assert loaded is target and not target.training
     tokens, labels = torch.randint(0, 65, (2, 16, 2)), torch.tensor([3, 4])
     assert torch.equal(target(tokens, labels), source(tokens, labels))

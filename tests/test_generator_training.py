@@ -3,7 +3,7 @@ import torch
 
 from modeling.generator import BitTokenTransformer
 from modeling.masking import label_drop_mask, mask_tokens
-from modeling.mlm_loss import MLMLoss
+from training.losses import MLMLoss
 from modeling.sampling import sample
 
 

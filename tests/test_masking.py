@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from modeling.masking import label_drop_mask, mask_ratio, mask_tokens
-from modeling.mlm_loss import MLMLoss
+from training.losses import MLMLoss
 
 # E[rho] and E[rho^2] for r ~ U(0, 1)
 MOMENTS = {"arccos": (2 / math.pi, 4 * (math.pi - 2) / math.pi ** 2), "cosine": (2 / math.pi, 0.5),

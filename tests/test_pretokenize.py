@@ -14,7 +14,7 @@ from data.transforms import decode_image, to_float, transforms_from_config
 from helpers_generator_training import (REPO, generator_config, launch_command,  # noqa: F401
                                         make_token_folder, run, save_random_tokenizer)
 from modeling import build_tokenizer, load_pretrained
-from training.pretokenize import VIEW_STREAM
+from data.pretokenize import VIEW_STREAM
 from utils.config import with_defaults
 from train_utils import write_yaml
 

@@ -6,8 +6,9 @@ import torch
 from torch import nn
 
 from modeling.generator import BitTokenTransformer
-from modeling.sampling import (guidance_scale_at, num_to_keep_masked, per_sample_generators, sample,
-                               sampling_kwargs)
+from modeling import sampling_config
+from modeling.sampling import (SamplingConfig, guidance_scale_at, num_to_keep_masked, per_sample_generators, sample,
+                               sample_grid)
 
 
 
@@ -109,10 +110,44 @@ def test_bf16_autocast_path_runs():
     assert tokens.shape == (2, 16) and 0 <= tokens.min() and tokens.max() < 64
 
 
-def test_sampling_kwargs_from_config():
-    kwargs = sampling_kwargs({"model": {"mlm_model": {"num_steps": 128, "randomize_temperature": 9.0}}})
-    assert kwargs["num_steps"] == 128 and kwargs["randomize_temperature"] == 9.0
-    assert kwargs["mask_schedule"] == "arccos" and kwargs["guidance_annealing"] == "cosine"
+def test_sampling_config_from_config():
+    settings = sampling_config({"model": {"mlm_model": {"num_steps": 128, "randomize_temperature": 9.0}}})
+    assert settings.num_steps == 128 and settings.randomize_temperature == 9.0
+    assert settings.mask_schedule == "arccos" and settings.guidance_annealing == "cosine"
+    assert sampling_config({}) == SamplingConfig()  # the schema's defaults are the sampler's defaults
+
+
+def test_settings_object_and_keyword_overrides_agree():
+    model = tiny_model()
+    by_object = sample(model, None, [1, 2], seeds=[4, 5], settings=SamplingConfig(**SETTINGS))
+    by_keywords = sample(model, None, [1, 2], seeds=[4, 5], **SETTINGS)
+    assert torch.equal(by_object, by_keywords)
+    with pytest.raises(TypeError, match="unknown sampling settings"):
+        sample(model, None, [1], seeds=[0], num_step=4)
+
+
+def test_sample_grid_is_row_major_and_batch_independent():
+    model, tokenizer = tiny_model(), StandInTokenizer(6)
+    grid = sample_grid(model, tokenizer, [3, 7], per_class=3, seed=10, batch_size=4, **SETTINGS)
+    one_by_one = torch.cat([sample(model, tokenizer, [c], seeds=[10 + k], **SETTINGS)
+                            for k, c in enumerate([3, 3, 3, 7, 7, 7])]).clamp(0, 1)
+    assert grid.shape == (6, 3, 4, 4) and torch.equal(grid, one_by_one)
+
+
+def test_noise_hook_is_asked_in_the_official_order_and_shapes():
+    model, calls = tiny_model(), []
+
+    def noise(kind, index, shape):
+        calls.append((kind, index, shape))
+        return torch.zeros(shape) if kind == "confidence" else -torch.log(-torch.log(torch.rand(shape)))
+
+    sample(model, None, [1, 2], settings=SamplingConfig(**SETTINGS), noise=noise)
+    expected = []
+    for step in range(SETTINGS["num_steps"]):
+        expected += [("categorical", step, (2, 16, 2, 8)), ("confidence", step, (2, 16, 2))]
+    assert calls == expected
+    with pytest.raises(ValueError, match="exactly the requested shape"):
+        sample(model, None, [1], noise=lambda kind, index, shape: torch.zeros(3), **SETTINGS)
 
 
 # ---------------------------------------------------------------- literal transcription of the official sampler
@@ -161,3 +196,53 @@ def test_matches_official_procedure(annealing):
     ours = sample(model, None, [1, 4, 9], seeds=[3, 4, 5], skip_unguided_pass=False, **settings)
     expected = official_sample(model, torch.tensor([1, 4, 9]), [3, 4, 5], **settings)
     assert torch.equal(ours, expected)
+
+
+def official_sample_on_noise(model, labels, noise, num_steps, guidance_scale, guidance_annealing, scale_pow,
+                             randomize_temperature, softmax_temperature=1.0):
+    """The official procedure with its two random draws taken from `noise` tables: the Categorical draw as
+    argmax(log probs + Gumbel) (its Gumbel-max form) and the confidence Gumbel term; sample-0 shared count."""
+    b, n, s, mask_token = len(labels), model.seq_len, model.splits, model.mask_token
+    masked_tokens = torch.full((b, n, s), mask_token)
+    mask = masked_tokens == mask_token
+    drop = torch.ones(b, dtype=torch.bool)
+    for i in range(num_steps):
+        progress = (i + 1) / num_steps
+        logits = model(torch.cat([masked_tokens, masked_tokens]), torch.cat([labels, labels]), torch.cat([~drop, drop]))
+        cond, uncond = logits.chunk(2)
+        if guidance_annealing == "none":
+            step_scale = 1.0
+        elif guidance_annealing == "linear":
+            step_scale = i / num_steps
+        else:
+            step_scale = (1 - torch.cos(((i / num_steps) ** (torch.ones(1) * scale_pow)) * torch.pi)) * 1 / 2
+        logits = cond + (guidance_scale * step_scale) * (cond - uncond)
+        probs = torch.softmax(logits / softmax_temperature, dim=-1)
+        predicted = torch.argmax(torch.log(probs) + noise["categorical"][i], dim=-1)
+        num_masked = mask.sum(dim=(1, 2))[0]
+        predicted = torch.where(mask, predicted, masked_tokens)
+        confidence = torch.gather(probs, -1, predicted.unsqueeze(-1)).squeeze(-1)
+        confidence = torch.where(mask, confidence, torch.inf)
+        confidence = torch.log(confidence) + noise["confidence"][i] * randomize_temperature * (1 - progress)
+        ratio = torch.clamp(torch.acos(torch.tensor(progress)) / (math.pi * 0.5), 1e-6, 1.0)
+        to_mask = torch.clamp(torch.floor(ratio * n * s), torch.ones_like(num_masked), num_masked - 1).long()
+        threshold = torch.sort(confidence.view(b, -1), dim=-1).values[:, to_mask - 1]
+        masked_tokens = torch.where(confidence <= threshold[:, None, None], mask_token, predicted)
+        mask = masked_tokens == mask_token
+    return model.combine_tokens(predicted)
+
+
+@pytest.mark.parametrize("annealing", ["cosine", "linear", "none"])
+def test_matches_official_sampler_on_supplied_noise(annealing):
+    model = tiny_model(seed=5)
+    settings = {**SETTINGS, "guidance_annealing": annealing, "num_steps": 12}
+    g = torch.Generator().manual_seed(0)
+    gumbel = lambda *shape: -torch.log(-torch.log(torch.rand(shape, generator=g).clamp(1e-20, 1 - 1e-7)))  # noqa: E731
+    tables = {"categorical": [gumbel(3, 16, 2, 8) for _ in range(12)], "confidence": [gumbel(3, 16, 2) for _ in range(12)]}
+    ours = sample(model, None, [1, 4, 9], noise=lambda kind, index, shape: tables[kind][index],
+                  skip_unguided_pass=False, **settings)
+    expected = official_sample_on_noise(model, torch.tensor([1, 4, 9]), tables, **settings)
+    assert torch.equal(ours, expected)
+    # the skipped unguided pass (a pure speed-up) gives the same tokens on the same noise
+    fast = sample(model, None, [1, 4, 9], noise=lambda kind, index, shape: tables[kind][index], **settings)
+    assert torch.equal(fast, expected)

@@ -8,6 +8,7 @@ from PIL import Image
 
 from modeling import build_generator, build_tokenizer
 from utils.config import load_config
+from utils.errors import run_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["model.vq_model.token_size=6", "model.vq_model.hidden_channels=32", "model.vq_model.channel_mult=[1,2]",
@@ -54,7 +55,10 @@ def test_sample_script_writes_grid_independent_of_batch_size(tmp_path, checkpoin
 
 
 def test_sample_script_requires_real_checkpoint_paths(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        _script().main(TINY + ["experiment.generator_checkpoint=MODEL_PATH/maskbit_generator_12bit.bin"])
+    script = _script()
+    with pytest.raises(SystemExit) as exit_info:  # what `python scripts/sample.py ...` runs
+        run_main(lambda: script.main(TINY + ["experiment.generator_checkpoint=MODEL_PATH/maskbit_generator_12bit.bin"]),
+                 prog="sample.py")
     assert exit_info.value.code == 2
-    assert "experiment.vqgan_checkpoint" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("sample.py: error: Set experiment.vqgan_checkpoint") and "Traceback" not in err

@@ -163,7 +163,7 @@ def test_helpful_errors():
         build_tokenizer(tiny_config(num_resolutions=4))
     with pytest.raises(ValueError, match="model_class"):
         build_tokenizer(tiny_config(model_class="vqgan++"))
-    with pytest.raises(NotImplementedError, match="vae"):
+    with pytest.raises(ValueError, match="quantizer_type 'vae'"):
         build_tokenizer(tiny_config(quantizer_type="vae"))
     with pytest.raises(ValueError, match="divisible by 32"):
         build_tokenizer(tiny_config(hidden_channels=48))

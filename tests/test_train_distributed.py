@@ -11,7 +11,7 @@ import sys
 import torch
 
 from data import write_synthetic_shards
-from training import read_metrics
+from utils.run_layout import read_metrics
 from train_utils import REPO, subprocess_env, tiny_config, write_yaml
 
 

@@ -10,8 +10,8 @@ from PIL import Image
 from data import TokenShards, write_synthetic_shards
 from helpers_generator_training import (REPO, generator_config, make_token_folder,  # noqa: F401
                                         run, save_random_tokenizer)
-from modeling import build_generator, build_tokenizer, load_generator_checkpoint, load_pretrained
-from training import read_metrics
+from modeling import build_generator, build_tokenizer, load_pretrained
+from utils.run_layout import read_metrics
 from training.generator_trainer import GeneratorTrainer
 from training.token_source import TokenizerCheckpointError
 from train_utils import write_yaml
@@ -89,7 +89,7 @@ def test_on_the_fly_tokens_artefacts_and_frozen_tokenizer(data, tmp_path):
     for key in ("train/mlm_loss", "train/masked_token_loss", "train/masked_correct_tokens",
                 "train/correct_tokens", "lr", "perf/samples_per_sec"):
         assert np.isfinite(record[key]), key
-    exported = load_generator_checkpoint(build_generator(cfg), out / "pytorch_model.bin")
+    exported = load_pretrained(build_generator(cfg), out / "pytorch_model.bin")
     ema = torch.load(out / "checkpoint-4" / "ema_model" / "pytorch_model.bin", weights_only=True)
     assert all(torch.equal(v, ema[k]) for k, v in exported.state_dict().items())
 
@@ -128,7 +128,7 @@ def test_script_reports_a_missing_tokenizer_without_traceback(data, tmp_path):
     path = write_yaml(config(data, tmp_path / "out"), tmp_path / "cfg.yaml")
     result = run([sys.executable, str(REPO / "scripts" / "train_maskbit.py"), f"config={path}",
                   "experiment.vqgan_checkpoint=MODEL_PATH/maskbit_tokenizer_12bit.bin"], timeout=120)
-    assert result.returncode == 1, result.stderr[-2000:]
+    assert result.returncode == 2, result.stderr[-2000:]
     assert "train_maskbit.py: error: experiment.vqgan_checkpoint is not set" in result.stderr
     assert "Traceback" not in result.stderr
 

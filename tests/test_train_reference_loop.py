@@ -37,7 +37,7 @@ def reference_run(cfg):
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_with_minimum(s, STEPS))
     d_sched = torch.optim.lr_scheduler.LambdaLR(d_opt, lambda s: cosine_with_minimum(s, STEPS - GAN_START))
     ema = [p.detach().clone() for p in tokenizer.parameters()]
-    batches = iter(build_train_dataloader(cfg))
+    batches = iter(build_train_dataloader(cfg.dataset, cfg.training.per_gpu_batch_size, cfg.training.seed))
     tokenizer.train()
     for step in range(STEPS):
         x = next(batches)["image"]

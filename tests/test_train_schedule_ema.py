@@ -28,7 +28,7 @@ def test_other_schedules():
     assert lr_multiplier_fn("constant_with_warmup", 10, 110)(10_000) == 1.0
     assert lr_multiplier_fn("constant", 10, 110)(0) == 1.0
     with pytest.raises(ValueError, match="lr_scheduler.scheduler"):
-        lr_multiplier_fn("polynomial", 10, 110)
+        lr_multiplier_fn("exponential", 10, 110)
 
 
 def test_scheduler_sets_optimizer_lr_per_optimizer_step_and_first_step_runs_at_zero():

@@ -9,7 +9,8 @@ from accelerate.state import AcceleratorState, GradientState
 
 from data import write_synthetic_shards
 from modeling import build_tokenizer, load_pretrained
-from training import NonFiniteLossError, TokenizerTrainer, read_metrics
+from training import NonFiniteLossError, TokenizerTrainer
+from utils.run_layout import read_metrics
 from training.checkpoint import CheckpointNotFoundError
 from training.losses import VQGANLoss
 from train_utils import REPO, tiny_config, write_yaml
@@ -160,7 +161,7 @@ def test_script_reports_config_errors(shards, tmp_path, monkeypatch, capsys):
     assert run_script_main([f"config={path}", "training.max_train_step=5"], monkeypatch) == 2
     err = capsys.readouterr().err
     assert "Unknown config key 'training.max_train_step'" in err and "Did you mean 'training.max_train_steps'" in err
-    assert run_script_main([f"config={path}", f"experiment.init_checkpoint={tmp_path / 'nope'}"], monkeypatch) == 1
+    assert run_script_main([f"config={path}", f"experiment.init_checkpoint={tmp_path / 'nope'}"], monkeypatch) == 2
     err = capsys.readouterr().err
     assert "experiment.init_checkpoint" in err and "nope" in err and "Traceback" not in err
 

@@ -4,21 +4,21 @@
     TokenizerTrainer(config).train()
 
 Generic pieces, reused by the Stage-II trainer: `Trainer` (loop, logging, resume), `CheckpointManager`,
-`EMAModel`, `build_adamw`, `build_lr_scheduler`, `NonFiniteGuard`, `build_accelerator`, `resolve_output_dir`.
+`EMAModel`, `build_adamw`, `build_lr_scheduler`, `NonFiniteGuard`, `build_accelerator`.
 """
 from training.checkpoint import CheckpointManager, latest_checkpoint, list_checkpoints
 from training.ema import EMAModel, ema_decay
 from training.lr_schedule import build_lr_scheduler, lr_multiplier_fn
-from training.metrics import MetricsLogger, WindowMeans, read_metrics
+from training.metrics import MetricsLogger, WindowMeans
 from training.nonfinite import NonFiniteGuard, NonFiniteLossError
 from training.optim import build_adamw, scaled_lr
-from training.run_setup import build_accelerator, resolve_output_dir, set_backend_flags, setup_file_logging
+from training.run_setup import build_accelerator, set_backend_flags, setup_file_logging
 from training.tokenizer_trainer import TokenizerTrainer
 from training.trainer import Trainer
 
 __all__ = [
     "CheckpointManager", "EMAModel", "MetricsLogger", "NonFiniteGuard", "NonFiniteLossError", "TokenizerTrainer",
     "Trainer", "WindowMeans", "build_accelerator", "build_adamw", "build_lr_scheduler", "ema_decay",
-    "latest_checkpoint", "list_checkpoints", "lr_multiplier_fn", "read_metrics", "resolve_output_dir",
+    "latest_checkpoint", "list_checkpoints", "lr_multiplier_fn",
     "scaled_lr", "set_backend_flags", "setup_file_logging",
 ]

@@ -1,7 +1,7 @@
 """Training checkpoints: atomic `checkpoint-<step>` folders, newest-complete lookup, pruning, exact restore.
 
-Folder layout (every file loads with `torch.load(weights_only=True)`; model keys never carry a DDP `module.`
-prefix, so a checkpoint resumes under any process count):
+Folder layout (names in `utils.run_layout`; every file loads with `torch.load(weights_only=True)`; model
+keys never carry a DDP `module.` prefix, so a checkpoint resumes under any process count):
 
     checkpoint-<step>/
         unwrapped_model/pytorch_model.bin   main model weights (plain state dict)
@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import shutil
 from pathlib import Path
 from typing import Any, Mapping, Optional
@@ -26,15 +25,10 @@ from typing import Any, Mapping, Optional
 import numpy as np
 import torch
 
-CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
-MODEL_FILE = "unwrapped_model/pytorch_model.bin"
-EMA_FILE = "ema_model/pytorch_model.bin"
-STATE_FILE = "training_state.pt"
-METADATA_FILE = "metadata.json"
+from modeling.checkpoint import CheckpointNotFoundError
+from utils.run_layout import (CHECKPOINT_PATTERN, EMA_FILE, METADATA_FILE, MODEL_FILE, STATE_FILE,
+                                     checkpoint_name, rng_state_file)
 
-
-class CheckpointNotFoundError(FileNotFoundError):
-    """A checkpoint folder named in the config does not exist or is incomplete."""
 
 
 def is_complete_checkpoint(path: Path) -> bool:
@@ -99,15 +93,15 @@ class CheckpointManager:
              ema_state: Optional[Mapping[str, torch.Tensor]] = None) -> Path:
         """Write `checkpoint-<step>` atomically (a no-op when it already exists) and prune old ones."""
         acc = self.accelerator
-        final = self.output_dir / f"checkpoint-{step}"
-        partial = self.output_dir / f".checkpoint-{step}.partial"
+        final = self.output_dir / checkpoint_name(step)
+        partial = self.output_dir / f".{checkpoint_name(step)}.partial"
         if final.exists():
             return final
         if acc.is_main_process:
             shutil.rmtree(partial, ignore_errors=True)
             partial.mkdir(parents=True)
         acc.wait_for_everyone()
-        torch.save(rng_state(), partial / f"random_states_{acc.process_index}.pt")
+        torch.save(rng_state(), partial / rng_state_file(acc.process_index))
         if acc.is_main_process:
             (partial / MODEL_FILE).parent.mkdir()
             torch.save(dict(model_state), partial / MODEL_FILE)
@@ -138,7 +132,7 @@ class CheckpointManager:
         if not is_complete_checkpoint(path):
             raise CheckpointNotFoundError(f"'{path}' is not a complete training checkpoint (expected {METADATA_FILE} "
                                           f"and {MODEL_FILE} in a checkpoint-<step> folder written by this trainer).")
-        rng_file = path / f"random_states_{self.accelerator.process_index}.pt"
+        rng_file = path / rng_state_file(self.accelerator.process_index)
         if rng_file.is_file():
             set_rng_state(_load(rng_file))
         return {

@@ -1,4 +1,4 @@
-"""Stage-II trainer: the MaskBit generator on the tokens of a frozen tokenizer (facts §7).
+"""Stage-II trainer: the MaskBit generator on the tokens of a frozen tokenizer (official `train_maskbit.py`).
 
     GeneratorTrainer(config).train()
 
@@ -24,9 +24,12 @@ from torchvision.utils import make_grid
 
 from data.streams import derive_seed
 from data.token_shards import TokenShards, TokenStream
-from training.lr_schedule import build_lr_scheduler
+from modeling import build_generator, label_drop_mask, mask_tokens, sample_grid, sampling_config
+from modeling.tokenizer import tokenize, tokenizer_fingerprint
+from training.losses import MLMLoss
+from training.lr_schedule import lr_scheduler_from_config
 from training.optim import build_adamw, scaled_lr
-from training.token_source import load_frozen_tokenizer, tokenize, tokenizer_fingerprint
+from training.token_source import load_frozen_tokenizer
 from training.trainer import Trainer
 from training.visualization import save_grid
 
@@ -37,7 +40,6 @@ class GeneratorTrainer(Trainer):
     main_loss = "mlm_loss"
 
     def build(self) -> None:
-        from modeling import MLMLoss, build_generator
         cfg, acc = self.config, self.accelerator
         # tokenizer first, as the official script: the global RNG is in the same state when the generator is built
         self.tokenizer = load_frozen_tokenizer(cfg, self.device)
@@ -52,9 +54,7 @@ class GeneratorTrainer(Trainer):
         optimizer = build_adamw(generator.parameters(),
                                 scaled_lr(cfg.optimizer.params.learning_rate, cfg, acc.num_processes), cfg.optimizer)
         generator, optimizer = acc.prepare(generator, optimizer)
-        schedule = cfg.lr_scheduler
-        scheduler = build_lr_scheduler(optimizer, schedule.scheduler, schedule.params.warmup_steps,
-                                       cfg.training.max_train_steps, schedule.params.min_lr_ratio)
+        scheduler = lr_scheduler_from_config(optimizer, cfg.lr_scheduler, cfg.training.max_train_steps)
         self.register("generator", models={"generator": generator}, optimizers={"generator": optimizer},
                       schedulers={"generator": scheduler})
         self.loss_fn = MLMLoss(cfg.losses.mlm.label_smoothing, cfg.losses.mlm.sum_splits)
@@ -100,7 +100,6 @@ class GeneratorTrainer(Trainer):
 
     # ------------------------------------------------------------------------------------------- step
     def train_step(self, batch: Mapping) -> dict[str, torch.Tensor]:
-        from modeling import label_drop_mask, mask_tokens
         acc, mlm = self.accelerator, self.config.model.mlm_model
         tokens, class_ids = self._tokens(batch)
         generator = self.unwrap("generator")
@@ -132,16 +131,12 @@ class GeneratorTrainer(Trainer):
     def visualize(self, batch: Mapping) -> None:
         """Samples of the EMA generator, one row per class of `sample.classes`, `sample.per_class` columns, image
         k with seed `sample.seed + k` (as scripts/sample.py) -> train_generated_images/<step>.png."""
-        from modeling import sample, sampling_kwargs
         if not self.accelerator.is_main_process:
             return
         cfg = self.config.sample
         model = self.ema.module if self.ema is not None else self.unwrap("generator")
-        classes = torch.tensor(list(cfg.classes)).repeat_interleave(cfg.per_class)
-        seeds = [cfg.seed + k for k in range(len(classes))]
-        images = [sample(model, self.tokenizer, classes[i:i + cfg.batch_size], seeds=seeds[i:i + cfg.batch_size],
-                         **sampling_kwargs(self.config)).float().clamp(0, 1).cpu()
-                  for i in range(0, len(classes), cfg.batch_size)]
-        grid = (make_grid(torch.cat(images), nrow=cfg.per_class, padding=2, pad_value=1.0) * 255).to(torch.uint8)
+        images = sample_grid(model, self.tokenizer, cfg.classes, cfg.per_class, cfg.seed, cfg.batch_size,
+                             sampling_config(self.config))
+        grid = (make_grid(images, nrow=cfg.per_class, padding=2, pad_value=1.0) * 255).to(torch.uint8)
         save_grid(grid, self.output_dir / "train_generated_images" / f"{self.global_step:08d}.png")
         self.log_image("train/generated", grid)

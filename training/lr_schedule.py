@@ -5,6 +5,11 @@
 
 Every schedule except `constant` warms up linearly from 0, so the very first optimizer step runs at lr 0.
 `cosine_with_minimum` then follows a half cosine from 1 to `min_lr_ratio` (0.1) over the remaining steps.
+The other names are the official factory's (HuggingFace-style, unused by the official configs), with its defaults:
+`cosine` (to 0), `cosine_with_restarts` (`num_cycles` half cosines from 1 to 0, each restarting at 1; 0 after
+`total_steps`), `polynomial` (from the peak lr to the absolute `lr_end` = 1e-7 as `(1 - p) ** power`, power 1;
+`lr_end` afterwards; the peak lr is the optimizer's constructor lr, `optimizer.defaults["lr"]`, as in the
+reference), `linear` (to 0), `constant_with_warmup` and `constant` (no warm-up).
 
 Process count: the reference hands its schedulers to `accelerator.prepare`, which steps them once per process,
 and compensates by multiplying the step counts by the process count. Here schedulers stay out of `prepare` and
@@ -14,12 +19,13 @@ processes (for one process both give identical lrs).
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Optional
 
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
-SCHEDULES = ("cosine_with_minimum", "cosine", "linear", "constant", "constant_with_warmup")
+SCHEDULES = ("cosine_with_minimum", "cosine", "cosine_with_restarts", "polynomial", "linear", "constant",
+             "constant_with_warmup")
 
 
 def _warmup(step: int, warmup_steps: int) -> float:
@@ -30,11 +36,21 @@ def _progress(step: int, warmup_steps: int, total_steps: int) -> float:
     return float(step - warmup_steps) / float(max(1, total_steps - warmup_steps))
 
 
-def lr_multiplier_fn(name: str, warmup_steps: int, total_steps: int,
-                     min_lr_ratio: float = 0.1) -> Callable[[int], float]:
-    """step -> lr / peak lr for schedule `name` (same float expressions as the reference)."""
+def lr_multiplier_fn(name: str, warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.1,
+                     num_cycles: int = 1, power: float = 1.0, lr_end: float = 1e-7,
+                     peak_lr: Optional[float] = None) -> Callable[[int], float]:
+    """step -> lr / peak lr for schedule `name` (same float expressions as the reference).
+
+    min_lr_ratio: cosine_with_minimum floor. num_cycles: cosine_with_restarts cycles. power, lr_end (absolute):
+    polynomial, which also needs `peak_lr` (the lr the multiplier is applied to) to turn lr_end into a ratio.
+    """
     if name not in SCHEDULES:
         raise ValueError(f"lr_scheduler.scheduler must be one of {SCHEDULES}, got {name!r}")
+    if name == "polynomial":
+        if peak_lr is None:
+            raise ValueError("the polynomial lr schedule needs peak_lr (the optimizer's lr) to reach lr_end")
+        if not peak_lr > lr_end:
+            raise ValueError(f"lr_scheduler.params.lr_end ({lr_end}) must be smaller than the initial lr ({peak_lr})")
 
     def multiplier(step: int) -> float:
         if name == "constant":
@@ -45,7 +61,18 @@ def lr_multiplier_fn(name: str, warmup_steps: int, total_steps: int,
             return 1.0
         if name == "linear":
             return max(0.0, float(total_steps - step) / float(max(1, total_steps - warmup_steps)))
-        cos_term = 0.5 * (1.0 + math.cos(math.pi * _progress(step, warmup_steps, total_steps)))
+        if name == "polynomial":
+            if step > total_steps:
+                return lr_end / peak_lr
+            # the reference divides by total_steps - warmup_steps unguarded (ZeroDivisionError when they are equal)
+            pct_remaining = 1 - (step - warmup_steps) / max(1, total_steps - warmup_steps)
+            return ((peak_lr - lr_end) * pct_remaining ** power + lr_end) / peak_lr
+        progress = _progress(step, warmup_steps, total_steps)
+        if name == "cosine_with_restarts":
+            if progress >= 1.0:
+                return 0.0
+            return max(0.0, 0.5 * (1.0 + math.cos(math.pi * ((float(num_cycles) * progress) % 1.0))))
+        cos_term = 0.5 * (1.0 + math.cos(math.pi * progress))
         if name == "cosine":
             return max(0.0, cos_term)
         return max(0.0, cos_term + min_lr_ratio - min_lr_ratio * cos_term)  # min + (1 - min) * cos_term
@@ -54,6 +81,21 @@ def lr_multiplier_fn(name: str, warmup_steps: int, total_steps: int,
 
 
 def build_lr_scheduler(optimizer: Optimizer, name: str, warmup_steps: int, total_steps: int,
-                       min_lr_ratio: float = 0.1) -> LambdaLR:
-    """LambdaLR over optimizer steps; its state dict holds only numbers (safe to load weights_only)."""
-    return LambdaLR(optimizer, lr_multiplier_fn(name, warmup_steps, total_steps, min_lr_ratio))
+                       min_lr_ratio: float = 0.1, num_cycles: int = 1, power: float = 1.0, lr_end: float = 1e-7,
+                       peak_lr: Optional[float] = None) -> LambdaLR:
+    """LambdaLR over optimizer steps; its state dict holds only numbers (safe to load weights_only).
+
+    The schedule-specific arguments default to the official values; `peak_lr` (polynomial only) defaults to the
+    optimizer's constructor lr, `optimizer.defaults["lr"]`, as in the reference.
+    """
+    if peak_lr is None and name == "polynomial":
+        peak_lr = optimizer.defaults["lr"]
+    return LambdaLR(optimizer, lr_multiplier_fn(name, warmup_steps, total_steps, min_lr_ratio, num_cycles, power,
+                                                lr_end, peak_lr))
+
+
+def lr_scheduler_from_config(optimizer: Optimizer, lr_scheduler, total_steps: int) -> LambdaLR:
+    """`build_lr_scheduler` with the `lr_scheduler` config section (name and params) over `total_steps`."""
+    p = lr_scheduler.params
+    return build_lr_scheduler(optimizer, lr_scheduler.scheduler, p.warmup_steps, total_steps, p.min_lr_ratio,
+                              num_cycles=p.num_cycles, power=p.power, lr_end=p.lr_end)

@@ -7,6 +7,8 @@ from typing import Mapping
 
 import torch
 
+from utils.run_layout import METRICS_FILE
+
 
 class WindowMeans:
     """Sums scalar tensors over a logging window on their device (no host sync per step)."""
@@ -41,16 +43,10 @@ class MetricsLogger:
 
     def __init__(self, accelerator, output_dir: Path):
         self.accelerator = accelerator
-        self.path = Path(output_dir) / "metrics.jsonl"
+        self.path = Path(output_dir) / METRICS_FILE
 
     def log(self, step: int, scalars: Mapping[str, float]) -> None:
         self.accelerator.log(dict(scalars), step=step)
         if self.accelerator.is_main_process:
             with self.path.open("a") as f:
                 f.write(json.dumps({"step": step, **scalars}) + "\n")
-
-
-def read_metrics(path) -> list[dict]:
-    """The records of a metrics.jsonl file (for plotting loss curves without tensorboard)."""
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]

@@ -6,8 +6,10 @@ from typing import Mapping, Optional
 
 import torch
 
+from utils.errors import MaskbitError
 
-class NonFiniteLossError(RuntimeError):
+
+class NonFiniteLossError(MaskbitError, RuntimeError):
     """A loss term became NaN or infinite; the newest checkpoint on disk predates it."""
 
 

@@ -1,8 +1,7 @@
-"""Run setup shared by the trainers: output directory, backend flags, the `Accelerator`, logging to a file."""
+"""Run setup shared by the trainers and scripts: backend flags, the `Accelerator`, logging to a file."""
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -11,13 +10,6 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 LOGGERS = ("tensorboard", "wandb")
-
-
-def resolve_output_dir(config) -> Path:
-    """`experiment.output_dir`, else `$WORKSPACE/outputs/<experiment.name>` (WORKSPACE defaults to ./runs)."""
-    if config.experiment.output_dir:
-        return Path(config.experiment.output_dir)
-    return Path(os.environ.get("WORKSPACE", "./runs")) / "outputs" / config.experiment.name
 
 
 def set_backend_flags(enable_tf32: bool) -> None:

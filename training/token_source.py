@@ -1,18 +1,18 @@
-"""The frozen Stage-I tokenizer of Stage-II training: loading it, fingerprinting it, and tokenizing images.
+"""The frozen Stage-I tokenizer of Stage-II training and pretokenization.
 
     tokenizer = load_frozen_tokenizer(config, device)    # eval mode, fp32, no grad, never wrapped by accelerate
-    tokens = tokenize(tokenizer, images)                  # (B, 3, R, R) in [0, 1] -> (B, h*w) int64
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from utils.errors import MaskbitError
 
-class TokenizerCheckpointError(ValueError):
+
+class TokenizerCheckpointError(MaskbitError, ValueError):
     """`experiment.vqgan_checkpoint` is missing, unreadable or does not match `model.vq_model`."""
 
 
@@ -43,22 +43,3 @@ def load_frozen_tokenizer(config, device: torch.device) -> nn.Module:
             f"{_describe(vq)}. Use the checkpoint trained with these model.vq_model settings, or set "
             f"model.vq_model to match the checkpoint.\n{err}") from None
     return tokenizer.to(device).eval().requires_grad_(False)
-
-
-@torch.no_grad()
-def tokenize(tokenizer: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """Images (B, 3, R, R) in [0, 1] -> token indices (B, h*w) int64 (row-major), in fp32 outside any autocast."""
-    with torch.autocast(images.device.type, enabled=False):
-        _, info = tokenizer.encode(images.float())
-    indices = info["min_encoding_indices"]
-    return indices.reshape(indices.shape[0], -1).long()
-
-
-def tokenizer_fingerprint(tokenizer: nn.Module) -> str:
-    """SHA-256 of the tokenizer's state dict (names and raw tensor bytes): identifies the weights whatever the
-    file format or name they were loaded from."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(tokenizer.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
-    return digest.hexdigest()

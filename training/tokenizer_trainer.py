@@ -1,4 +1,4 @@
-"""Stage-I trainer: the VQGAN+ / MaskBit tokenizer against its discriminator (facts §4.4).
+"""Stage-I trainer: the VQGAN+ / MaskBit tokenizer against its discriminator (official `train_tokenizer.py`).
 
     TokenizerTrainer(config).train()
 
@@ -21,9 +21,10 @@ from typing import Mapping, Optional
 
 import torch
 
+from modeling import build_discriminator, build_tokenizer
 from training.bit_usage import BitUsageMonitor
 from training.losses import VQGANLoss
-from training.lr_schedule import build_lr_scheduler
+from training.lr_schedule import lr_scheduler_from_config
 from training.optim import build_adamw, scaled_lr
 from training.trainer import Trainer
 from training.visualization import reconstruction_grid, save_grid
@@ -35,7 +36,6 @@ def _count(module: torch.nn.Module) -> int:
 
 class TokenizerTrainer(Trainer):
     def build(self) -> None:
-        from modeling import build_discriminator, build_tokenizer
         cfg, acc = self.config, self.accelerator
         # same construction order as the reference (tokenizer, discriminator, loss) so a seed gives its init
         tokenizer = build_tokenizer(cfg).to(self.device)
@@ -50,13 +50,12 @@ class TokenizerTrainer(Trainer):
         d_optimizer = build_adamw(discriminator.parameters(),
                                   scaled_lr(params.discriminator_learning_rate, cfg, acc.num_processes), cfg.optimizer)
         tokenizer, discriminator, optimizer, d_optimizer = acc.prepare(tokenizer, discriminator, optimizer, d_optimizer)
-        schedule = cfg.lr_scheduler
-        max_steps, warmup = cfg.training.max_train_steps, schedule.params.warmup_steps
-        scheduler = build_lr_scheduler(optimizer, schedule.scheduler, warmup, max_steps, schedule.params.min_lr_ratio)
+        max_steps = cfg.training.max_train_steps
+        scheduler = lr_scheduler_from_config(optimizer, cfg.lr_scheduler, max_steps)
         # the discriminator schedule only advances once it trains, i.e. its warm-up starts at discriminator_start;
         # its length max_train_steps - discriminator_start is the reference's (single-process) value
-        d_scheduler = build_lr_scheduler(d_optimizer, schedule.scheduler, warmup,
-                                         max_steps - cfg.losses.discriminator_start, schedule.params.min_lr_ratio)
+        d_scheduler = lr_scheduler_from_config(d_optimizer, cfg.lr_scheduler,
+                                               max_steps - cfg.losses.discriminator_start)
         self.register("tokenizer", models={"tokenizer": tokenizer, "discriminator": discriminator},
                       optimizers={"tokenizer": optimizer, "discriminator": d_optimizer},
                       schedulers={"tokenizer": scheduler, "discriminator": d_scheduler},
@@ -128,19 +127,8 @@ class TokenizerTrainer(Trainer):
         cfg = self.config
         if not cfg.dataset.params.eval_shards_path_or_url or cfg.experiment.eval_every > cfg.training.max_train_steps:
             return None
-        from evaluation import TokenizerEvaluator, build_inception
-        ev = cfg.evaluation
-        inception = lpips = None
-        if ev.compute_inception:
-            inception = build_inception(ev.inception_weights_path, random_init=ev.random_init,
-                                        dtype=getattr(torch, ev.inception_dtype), device=self.device)
-        if ev.compute_lpips:
-            from modeling.lpips import LPIPS
-            lpips = LPIPS(ev.lpips_vgg_weights_path, ev.lpips_heads_path, random_init=ev.random_init).to(self.device)
-        vq = cfg.model.vq_model
-        bits = vq.token_size if vq.quantizer_type == "lookup-free" else None
-        return TokenizerEvaluator(codebook_size=vq.codebook_size, num_bits=bits, inception=inception, lpips=lpips,
-                                  device=self.device)
+        from evaluation.builders import tokenizer_evaluator_from_config
+        return tokenizer_evaluator_from_config(cfg, self.unwrap("tokenizer"), self.device)
 
     @torch.no_grad()
     def evaluate(self) -> Optional[dict]:
@@ -151,7 +139,9 @@ class TokenizerTrainer(Trainer):
         was_training = model.training
         model.eval()
         evaluator.reset()
-        for batch in build_eval_dataloader(self.config, rank=acc.process_index, world_size=acc.num_processes):
+        cfg = self.config
+        for batch in build_eval_dataloader(cfg.dataset, cfg.training.per_gpu_batch_size, acc.process_index,
+                                           acc.num_processes):
             x = self._images(batch)
             x_rec, info = model(x)
             evaluator.update(x.clamp(0.0, 1.0), x_rec.clamp(0.0, 1.0), info["min_encoding_indices"])

@@ -9,7 +9,7 @@ The base class owns the rest: output directory and merged `config.yaml`, logging
 `metrics.jsonl`, tqdm), the deterministic data stream restarted at `global_step * accumulation` batches on resume,
 EMA of the main model, clipping/stepping via `optimizer_step(name)`, the non-finite-loss guard, periodic
 checkpoints (`training.checkpoint`), exact resume / warm start, and the final export of the (EMA) weights to
-`<output_dir>/pytorch_model.bin` in the released plain-state-dict format.
+`<output_dir>/pytorch_model.bin` in the released plain-state-dict format, and as `<output_dir>/model.safetensors`.
 """
 from __future__ import annotations
 
@@ -26,28 +26,28 @@ from training.checkpoint import (CheckpointManager, CheckpointNotFoundError, is_
 from training.ema import EMAModel
 from training.metrics import MetricsLogger, WindowMeans
 from training.nonfinite import NonFiniteGuard
-from training.run_setup import build_accelerator, resolve_output_dir, setup_file_logging
-from utils.config import save_config, to_plain, with_defaults
-
-EXPORT_FILE = "pytorch_model.bin"
+from training.run_setup import build_accelerator, setup_file_logging
+from utils.config import as_config, save_config, to_plain
+from utils.run_layout import (CONFIG_FILE, METADATA_FILE, WEIGHTS_BIN, WEIGHTS_SAFETENSORS, checkpoint_name,
+                              resolve_output_dir)
 
 
 class Trainer:
     main_loss = "total_loss"  # the train_step log entry shown in the progress bar and log lines
 
     def __init__(self, config):
-        self.config = cfg = with_defaults(config)
+        self.config = cfg = as_config(config)
         init = cfg.experiment.init_checkpoint
         if init and not is_complete_checkpoint(Path(init)):
             raise CheckpointNotFoundError(
                 f"experiment.init_checkpoint='{init}' is not a checkpoint folder (expected a checkpoint-<step> folder "
-                f"with metadata.json written by this trainer). Fix the path, or set experiment.init_checkpoint='' to "
+                f"with {METADATA_FILE} written by this trainer). Fix the path, or set experiment.init_checkpoint='' to "
                 f"train from scratch.")
         self.output_dir = resolve_output_dir(cfg)
         self.accelerator = acc = build_accelerator(cfg, self.output_dir)
         if acc.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, self.output_dir / "config.yaml")
+            save_config(cfg, self.output_dir / CONFIG_FILE)
         acc.wait_for_everyone()
         self.logger = setup_file_logging(self.output_dir, acc.is_main_process)
         self.device = acc.device
@@ -115,12 +115,15 @@ class Trainer:
         """The training stream from batch `start_batch` on, exactly as if that many batches had been consumed."""
         from data import build_train_dataloader
         acc, cfg = self.accelerator, self.config
+
+        def loader(start: int):
+            return build_train_dataloader(cfg.dataset, cfg.training.per_gpu_batch_size, cfg.training.seed,
+                                          acc.process_index, acc.num_processes, start)
+
         if not cfg.training.overfit_batch:
-            return iter(build_train_dataloader(cfg, rank=acc.process_index, world_size=acc.num_processes,
-                                               start_batch=start_batch))
+            return iter(loader(start_batch))
         n = cfg.training.overfit_batch_num
-        stream = build_train_dataloader(cfg, rank=acc.process_index, world_size=acc.num_processes, start_batch=0)
-        fixed = list(itertools.islice(iter(stream), n))
+        fixed = list(itertools.islice(iter(loader(0)), n))
         return (fixed[i % n] for i in itertools.count(start_batch))
 
     # ---------------------------------------------------------------------------------------------- loop
@@ -225,7 +228,7 @@ class Trainer:
     def save_checkpoint(self) -> Path:
         """Write checkpoint-<global_step> (after making sure no loss went non-finite since the last check)."""
         self.guard.check()
-        existing = self.output_dir / f"checkpoint-{self.global_step}"
+        existing = self.output_dir / checkpoint_name(self.global_step)
         if is_complete_checkpoint(existing):  # e.g. the final save right after a periodic one
             return existing
         scaler = self.accelerator.scaler
@@ -278,11 +281,19 @@ class Trainer:
         self.logger.info(f"Resumed from {path} at step {self.global_step}")
 
     def export_weights(self) -> Path:
-        """Save the final EMA (else plain) weights of the main model as a plain state dict."""
-        path = self.output_dir / EXPORT_FILE
+        """Save the final EMA (else plain) weights of the main model as a plain state dict (`pytorch_model.bin`,
+        the released format) and as `model.safetensors` (same tensors); returns the .bin path."""
+        from safetensors.torch import save_file
+
+        path = self.output_dir / WEIGHTS_BIN
         if self.accelerator.is_main_process:
             module = self.ema.module if self.ema is not None else self.unwrap(self.main_model)
-            torch.save(module.state_dict(), path)
-            self.logger.info(f"Exported final {'EMA ' if self.ema else ''}weights to {path}")
+            state = module.state_dict()
+            torch.save(state, path)
+            # safetensors refuses tensors that share memory; contiguous copies keep every key of the state dict
+            save_file({k: v.detach().clone().contiguous() for k, v in state.items()},
+                      str(self.output_dir / WEIGHTS_SAFETENSORS))
+            self.logger.info(f"Exported final {'EMA ' if self.ema else ''}weights to {path} and "
+                             f"{WEIGHTS_SAFETENSORS}")
         self.accelerator.wait_for_everyone()
         return path

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.nodes import StringNode
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from utils.errors import MaskbitError
 from utils.schema import Config
 
 ConfigLike = Union[DictConfig, Mapping[str, Any]]
@@ -31,7 +32,7 @@ USAGE = """usage: {prog} config=PATH.yaml [section.key=value ...]
 """
 
 
-class ConfigError(ValueError):
+class ConfigError(MaskbitError, ValueError):
     """A config is invalid: unknown key, wrong value type or missing file."""
 
 
@@ -82,6 +83,14 @@ def with_defaults(*sources: ConfigLike, origin: str = "config") -> DictConfig:
             _raise_readable(err, origin)
     _apply_derived(merged)
     return merged
+
+
+def as_config(config: ConfigLike) -> DictConfig:
+    """`config` itself when it is already a merged experiment config (from `load_config` / `with_defaults`), else
+    the fragment merged onto the schema defaults. Builders call this, so defaults are merged exactly once."""
+    if isinstance(config, DictConfig) and OmegaConf.get_type(config) is Config:
+        return config
+    return with_defaults(config)
 
 
 def _apply_derived(cfg: DictConfig) -> None:

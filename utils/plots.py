@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from training.metrics import read_metrics
+from utils.run_layout import read_metrics
 
 
 def last_value_per_step(records: Sequence[dict], key: str) -> tuple[list[int], list[float]]:

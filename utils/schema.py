@@ -117,7 +117,6 @@ class LossesConfig:
     discriminator_factor: float = 1.0
     discriminator_weight: float = 0.02
     discriminator_gradient_penalty: str = "none"  # none | adopt_weight (Taming adaptive weight)
-    discriminator_penalty_cost: float = 10.0  # unused by the official recipe; kept for config compatibility
     lecam_regularization_weight: float = 0.001
     lecam_ema_decay: float = 0.999
     entropy_annealing_steps: int = 2000
@@ -178,11 +177,15 @@ class LRSchedulerParamsConfig:
     learning_rate: float = 1e-4  # informational (official configs interpolate the optimizer lr here)
     warmup_steps: int = 5_000
     min_lr_ratio: float = 0.1  # floor of cosine_with_minimum, as a fraction of the peak lr
+    num_cycles: int = 1  # cosine_with_restarts: hard restarts (cosine cycles) after warm-up (official default 1)
+    power: float = 1.0  # polynomial: decay exponent (official default 1.0 = linear to lr_end)
+    lr_end: float = 1e-7  # polynomial: final lr, absolute (official 1e-7; must be below the optimizer's lr)
 
 
 @dataclass
 class LRSchedulerConfig:
-    scheduler: str = "cosine_with_minimum"  # cosine_with_minimum | cosine | linear | constant | constant_with_warmup
+    # cosine_with_minimum | cosine | cosine_with_restarts | polynomial | linear | constant | constant_with_warmup
+    scheduler: str = "cosine_with_minimum"
     params: LRSchedulerParamsConfig = field(default_factory=LRSchedulerParamsConfig)
 
 

@@ -13,8 +13,10 @@ from typing import Optional
 
 import torch
 
+from utils.errors import MaskbitError
 
-class MissingWeightsError(FileNotFoundError):
+
+class MissingWeightsError(MaskbitError, FileNotFoundError):
     """Pretrained weights are needed but cannot be found locally or downloaded."""
 
 

@@ -36,6 +36,8 @@ class LookupFreeQuantizer(nn.Module):
     `avg_entropy` is already multiplied by `entropy_gamma`, as in the official code.
     """
 
+    is_lookup_free = True  # tokens are bit vectors
+
     def __init__(self, token_bits: int, commitment_cost: float = 0.25, entropy_loss_weight: float = 0.02,
                  entropy_loss_temperature: float = 0.01, entropy_gamma: float = 1.0,
                  distributed_entropy: bool = False, max_chunk_elements: int = DEFAULT_CHUNK_ELEMENTS):

@@ -90,9 +90,10 @@ def build_perceptual_loss(config) -> Optional[nn.Module]:
         return None
     if name == "lpips":
         try:
-            from modeling.lpips import LPIPS
+            from evaluation.lpips import LPIPS
         except ImportError as err:
-            raise ImportError(f"losses.perceptual_loss=lpips needs modeling/lpips.py ({err})") from None
+            raise ImportError(f"losses.perceptual_loss=lpips needs evaluation/lpips.py and the lpips package "
+                              f"({err})") from None
         ev = config.evaluation
         return _LPIPSLoss(LPIPS(vgg_weights_path=ev.lpips_vgg_weights_path, heads_path=ev.lpips_heads_path,
                                 random_init=losses_config.perceptual_random_init))

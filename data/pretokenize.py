@@ -1,5 +1,7 @@
 """Pre-tokenize a train set into token shards (`scripts/pretokenize.py`; format in `data.token_shards`).
 
+The tokenizer is passed in (any `modeling.SpatialTokenizer`); its token grid and bits define the shards.
+
 Image i of the train source (in its sample order) is handled by process i % W and stored as `num_views` views,
 view v augmented with the train transform on a generator seeded by (seed, i, v). The tokens therefore depend
 only on the data, the config and the tokenizer, never on the process or worker count (bitwise on CPU; on GPU
@@ -8,9 +10,9 @@ up to cuDNN's choice of convolution algorithms, as the on-the-fly tokens of trai
 from __future__ import annotations
 
 import logging
-import math
 import time
 from pathlib import Path
+from typing import Optional
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -20,7 +22,7 @@ from data.loaders import build_source
 from data.streams import derive_seed
 from data.token_shards import META_FILE, TokenShardWriter, token_dtype, write_meta
 from data.transforms import decode_image, to_float, transforms_from_config
-from training.token_source import tokenize, tokenizer_fingerprint
+from modeling.tokenizer import tokenize, tokenizer_fingerprint
 from utils.config import to_plain
 
 logger = logging.getLogger(__name__)
@@ -61,14 +63,18 @@ def _check_output_dir(out: Path) -> None:
                               f"dataset.params.pretokenized_shards_path_or_url to a new folder")
 
 
-def pretokenize(config, tokenizer: torch.nn.Module, state, show_progress: bool = True) -> dict:
-    """Write this process's shard; the main process then writes the metadata. Returns the run summary.
+def pretokenize(dataset, tokenizer: torch.nn.Module, state, batch_size: int, seed: int,
+                tokenizer_meta: Optional[dict] = None, show_progress: bool = True) -> dict:
+    """Tokenize the train set of the `dataset` config section into `dataset.params.pretokenized_shards_path_or_url`:
+    this process writes its shard, then the main process writes the metadata. Returns the run summary.
 
-    `state` is an `accelerate.PartialState` (process index/count, device, barriers, object gathering).
+    `state` is an `accelerate.PartialState` (process index/count, device, barriers, object gathering); `seed` seeds
+    the augmentations; `tokenizer_meta` (e.g. the tokenizer's config and checkpoint path) is recorded in the
+    metadata next to the tokenizer's weight fingerprint.
     """
     from accelerate.utils import gather_object
 
-    params, vq = config.dataset.params, config.model.vq_model
+    params = dataset.params
     out = Path(params.pretokenized_shards_path_or_url) if params.pretokenized_shards_path_or_url else None
     if out is None or any(c in str(out) for c in "{}*?"):
         raise ValueError(f"dataset.params.pretokenized_shards_path_or_url must name the output folder, got "
@@ -80,22 +86,22 @@ def pretokenize(config, tokenizer: torch.nn.Module, state, show_progress: bool =
     state.wait_for_everyone()
     out.mkdir(parents=True, exist_ok=True)
 
-    source = build_source(config, "train")
+    source = build_source(dataset, "train")
     positions = range(state.process_index, len(source.eval_refs()), state.num_processes)
-    side = config.dataset.preprocessing.resolution // 2 ** (vq.num_resolutions - 1)
-    bits = int(math.log2(vq.codebook_size))
-    train_transform, _ = transforms_from_config(config.dataset.preprocessing)
-    views = AugmentedViews(source, train_transform, positions, num_views, config.training.seed)
+    grid = tokenizer.token_grid(dataset.preprocessing.resolution)
+    bits = tokenizer.token_bits
+    train_transform, _ = transforms_from_config(dataset.preprocessing)
+    views = AugmentedViews(source, train_transform, positions, num_views, seed)
     workers = params.num_workers_per_gpu
-    loader = DataLoader(views, batch_size=config.training.per_gpu_batch_size, num_workers=workers,
+    loader = DataLoader(views, batch_size=batch_size, num_workers=workers,
                         pin_memory=torch.cuda.is_available(), persistent_workers=False)
-    writer = TokenShardWriter(out, state.process_index, len(positions), num_views, (side, side), bits)
+    writer = TokenShardWriter(out, state.process_index, len(positions), num_views, grid, bits)
     start, row = time.perf_counter(), 0
     for images, class_ids, index in tqdm(loader, desc="pretokenize", unit="batch",
                                          disable=not (show_progress and state.is_main_process)):
         images = images.to(state.device, non_blocking=True)
         tokens = torch.stack([tokenize(tokenizer, to_float(images[:, v])) for v in range(num_views)], dim=1)
-        tokens = tokens.view(len(index), num_views, side, side).cpu().numpy().astype(token_dtype(bits))
+        tokens = tokens.view(len(index), num_views, *grid).cpu().numpy().astype(token_dtype(bits))
         writer.write(row, index.numpy(), class_ids.numpy(), tokens)
         row += len(index)
     path = writer.close()
@@ -106,18 +112,18 @@ def pretokenize(config, tokenizer: torch.nn.Module, state, show_progress: bool =
     summary = {
         "num_images": sum(s["num_images"] for s in shards),
         "skipped": sum(len(s["invalid_rows"]) for s in shards),
-        "num_views": num_views, "grid": [side, side], "token_bits": bits,
+        "num_views": num_views, "grid": list(grid), "token_bits": bits,
         "seconds": max(s["seconds"] for s in shards),
         "bytes": sum((out / s["file"]).stat().st_size for s in shards),
     }
     if state.is_main_process:
         write_meta(out, {
             **{k: summary[k] for k in ("num_images", "num_views", "grid", "token_bits")},
-            "dtype": token_dtype(bits).name, "seed": config.training.seed,
+            "dtype": token_dtype(bits).name, "seed": seed,
             "shards": [{k: s[k] for k in ("file", "num_images", "invalid_rows")} for s in shards],
             "source": params.train_shards_path_or_url,
-            "preprocessing": to_plain(config.dataset.preprocessing),
-            "tokenizer": to_plain(vq), "tokenizer_checkpoint": str(config.experiment.vqgan_checkpoint),
+            "preprocessing": to_plain(dataset.preprocessing),
+            **(tokenizer_meta or {}),
             "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer),
         })
     state.wait_for_everyone()

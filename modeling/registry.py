@@ -1,0 +1,162 @@
+"""The model registry: config-section builders of every family, and the official configs as named presets.
+
+    from modeling import create_model, list_models
+    list_models("maskbit_tokenizer_*")      # ['maskbit_tokenizer_10bit', 'maskbit_tokenizer_10bit__discriminator', ...]
+    with torch.device("meta"):
+        model = create_model("maskbit_generator_12bit")                          # layout only, no memory
+    model = create_model("maskbit_tokenizer_12bit", pretrained="hf://markweber/maskbit_tokenizer_12bit")
+    model = create_model("maskbit_generator_12bit", hidden_dim=64, depth=2)     # reduced width (tests)
+
+Two things are registered, both by the family's own module, so that adding a family touches no central code:
+
+- **builders**: `@register_builder("tokenizer", "vqgan+", "maskgit")` marks a function `(section) -> module` that
+  turns one config section (`model.vq_model`, `model.mlm_model` or `model.discriminator`) into explicit
+  constructor arguments; generator builders also get the `TokenSpace` of the config's tokenizer.
+  `modeling.build_tokenizer(config)` etc. dispatch on the section's class key (`modeling.builders`).
+- **presets**: `register_presets("generator", main="generator")` makes every `configs/generator/<name>.yaml` a preset
+  `<name>` that builds the config's main model. A tokenizer preset whose YAML also sets `model.discriminator` has a
+  second part `<name>__discriminator` (the suffix convention of the official layout manifests).
+"""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
+
+from torch import nn
+
+from utils.errors import MaskbitError
+
+CONFIG_ROOT = Path(__file__).resolve().parents[1] / "configs"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What a builder makes: the config section it reads and the key of that section that names the class."""
+    name: str
+    section: str
+    class_key: str
+
+
+KINDS: Dict[str, Kind] = {k.name: k for k in (
+    Kind("tokenizer", "vq_model", "model_class"),
+    Kind("generator", "mlm_model", "model_cls"),
+    Kind("discriminator", "discriminator", "name"),
+)}
+
+_BUILDERS: Dict[str, Dict[str, Callable]] = {kind: {} for kind in KINDS}
+_PRESET_FOLDERS: List[Tuple[str, str]] = []  # (folder under configs/, main kind)
+
+
+class UnknownModelError(MaskbitError, ValueError):
+    """A model class or preset name that nothing registered."""
+
+
+def register_builder(kind: str, *class_names: str) -> Callable[[Callable], Callable]:
+    """Decorator: `fn(section, context) -> nn.Module` builds `kind` for each of `class_names`."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
+
+    def decorator(fn: Callable) -> Callable:
+        for name in class_names:
+            if name in _BUILDERS[kind] and _BUILDERS[kind][name] is not fn:
+                raise ValueError(f"{kind} class '{name}' is registered twice")
+            _BUILDERS[kind][name] = fn
+        return fn
+
+    return decorator
+
+
+def builder(kind: str, class_name: str) -> Callable:
+    """The builder registered for `class_name`, or an error naming the config key and the choices."""
+    _import_families()
+    found = _BUILDERS[kind].get(class_name)
+    if found is None:
+        k = KINDS[kind]
+        raise UnknownModelError(f"Unknown model.{k.section}.{k.class_key} '{class_name}'; choose one of "
+                                f"{sorted(_BUILDERS[kind])}.")
+    return found
+
+
+def register_presets(folder: str, main: str) -> None:
+    """Every `configs/<folder>/*.yaml` is a preset whose main model is of kind `main`."""
+    if main not in KINDS:
+        raise ValueError(f"main must be one of {sorted(KINDS)}, got {main!r}")
+    if (folder, main) not in _PRESET_FOLDERS:
+        _PRESET_FOLDERS.append((folder, main))
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str  # e.g. maskbit_tokenizer_12bit__discriminator
+    config_path: Path
+    kind: str  # what create_model(name) builds
+
+
+def presets() -> Dict[str, Preset]:
+    """Every registered preset (main models and their second parts), by name."""
+    _import_families()
+    from omegaconf import OmegaConf
+
+    found: Dict[str, Preset] = {}
+    for folder, main in _PRESET_FOLDERS:
+        for path in sorted((CONFIG_ROOT / folder).glob("*.yaml")):
+            found[path.stem] = Preset(path.stem, path, main)
+            sections = (OmegaConf.load(path).get("model") or {}).keys()
+            for kind in KINDS.values():
+                if kind.name != main and main == "tokenizer" and kind.section in sections:
+                    name = f"{path.stem}__{kind.name}"
+                    found[name] = Preset(name, path, kind.name)
+    return found
+
+
+def list_models(pattern: str = "*") -> List[str]:
+    """Sorted preset names matching the shell-style `pattern`."""
+    return sorted(name for name in presets() if fnmatch.fnmatchcase(name, pattern))
+
+
+def preset_config(name: str, overrides: Optional[dict] = None):
+    """The merged experiment config of preset `name` (the YAML on the schema), with `overrides` applied.
+
+    Override keys without a dot go to the preset's model section (`hidden_dim=64` ->
+    `model.mlm_model.hidden_dim`); dotted keys are full config paths (`dataset.preprocessing.resolution=128`).
+    """
+    from utils.config import with_defaults, load_yaml
+
+    preset = _preset(name)
+    section = KINDS[preset.kind].section
+    nested: dict = {}
+    for key, value in (overrides or {}).items():
+        path = key.split(".") if "." in key else ["model", section, key]
+        node = nested
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return with_defaults(load_yaml(preset.config_path), nested, origin=f"preset '{name}'")
+
+
+def create_model(name: str, pretrained: Optional[str] = None, **overrides) -> nn.Module:
+    """Build preset `name` (see `list_models()`); `pretrained`: anything `load_pretrained` takes (a file, a folder,
+    a `checkpoint-<step>/` folder, `hf://owner/repo[/file]`), loaded strictly. Returns train mode without weights,
+    eval mode with them, like timm."""
+    from modeling.builders import BUILD
+    from modeling.checkpoint import load_pretrained
+
+    preset = _preset(name)
+    model = BUILD[preset.kind](preset_config(name, overrides))
+    return load_pretrained(model, pretrained) if pretrained else model
+
+
+def _preset(name: str) -> Preset:
+    found = presets()
+    if name not in found:
+        close = fnmatch.filter(found, f"*{name.split('__')[0][:12]}*")[:8]
+        raise UnknownModelError(f"Unknown model '{name}'. list_models() names {len(found)} presets"
+                                f"{'; close: ' + ', '.join(close) if close else ''}.")
+    return found[name]
+
+
+def _import_families() -> None:
+    """The package imports every family module, which runs their registrations (as timm's model modules)."""
+    import modeling  # noqa: F401  (pyflakes: used for its side effect)
