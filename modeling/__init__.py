@@ -5,20 +5,20 @@
 Importing the package imports each family's modules, which register their builders and presets
 (`modeling.registry`). Nothing here depends on `training`, `data` or `evaluation`.
 """
+from modeling.builders import (TokenSpace, build_discriminator, build_generator, build_tokenizer, sampling_config,
+                               token_space)
 from modeling.checkpoint import CheckpointMismatchError, CheckpointNotFoundError, load_pretrained
-from modeling.discriminator import PatchGANDiscriminator, VQGANPlusDiscriminator
-from modeling.generator import BitTokenTransformer, EmbeddingTokenTransformer, MaskedTokenTransformer
 from modeling.masking import label_drop_mask, mask_tokens
 from modeling.quantizers import LookupFreeQuantizer, VectorQuantizer, bits_to_indices, indices_to_bits
+from modeling.registry import create_model, list_models, register_builder, register_presets
 from modeling.sampling import SamplingConfig, sample, sample_grid
-from modeling.taming import TamingVQGAN
 from modeling.token_splits import combine_tokens, split_tokens
 from modeling.tokenizer import SpatialTokenizer
+# the family modules: importing them registers their builders and presets
+from modeling.discriminator import PatchGANDiscriminator, VQGANPlusDiscriminator
+from modeling.generator import BitTokenTransformer, EmbeddingTokenTransformer, MaskedTokenTransformer
+from modeling.taming import TamingVQGAN
 from modeling.vqgan_plus import VQGANPlusTokenizer, build_quantizer
-
-from modeling.builders import (TokenSpace, build_discriminator, build_generator, build_tokenizer,  # noqa: E402
-                               sampling_config, token_space)
-from modeling.registry import create_model, list_models, register_builder, register_presets  # noqa: E402
 
 __all__ = [
     "BitTokenTransformer", "CheckpointMismatchError", "CheckpointNotFoundError", "EmbeddingTokenTransformer",

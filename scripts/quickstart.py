@@ -38,7 +38,7 @@ from data.loaders import build_eval_dataloader  # noqa: E402
 from evaluation import psnr  # noqa: E402
 from evaluation.synthetic_classifier import predict, train_classifier  # noqa: E402
 from evaluation.synthetic_generation import evaluate_generation, generate_per_class  # noqa: E402
-from modeling import build_generator, build_tokenizer, load_pretrained, sampling_config  # noqa: E402
+from modeling import build_generator, build_tokenizer, load_pretrained, sampling_config, token_space  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.plots import plot_loss_curves  # noqa: E402
 from utils.run_layout import WEIGHTS_BIN  # noqa: E402
@@ -204,7 +204,7 @@ def main() -> None:
                                                                              indent=2)))
 
     config = load_config([f"config={tok_config}"])
-    tokens_per_image = (RESOLUTION // 2 ** (config.model.vq_model.num_resolutions - 1)) ** 2
+    tokens_per_image = token_space(config).seq_len
     metrics = {
         "tokenizer": json.loads((out / "tokenizer_eval" / "metrics.json").read_text()),
         "generator": json.loads(gen_metrics.read_text()),

@@ -12,9 +12,17 @@ os.environ.setdefault("WANDB_MODE", "offline")
 # processes such as the 2-rank accelerate runs some tests start).
 torch.set_num_threads(1)
 
-FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+
+def reset_accelerate_state() -> None:
+    """Forget the process-wide accelerate singletons, so the next Trainer builds its Accelerator afresh."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
 
 
 @pytest.fixture
-def layout_dir():
-    return os.path.join(FIXTURES, "checkpoint_layout")
+def fresh_accelerate_state():
+    """Tests that build trainers: reset accelerate's process-wide state afterwards."""
+    yield
+    reset_accelerate_state()

@@ -1,18 +1,10 @@
-"""Generator layout, token factorisation, embedding-free input and forward contract."""
-import glob
-import json
-import os
-
+"""Generator sizes, token factorisation, embedding-free input and forward contract (layouts: test_registry.py)."""
 import pytest
 import torch
 
 from modeling import build_generator, load_pretrained
 from modeling.generator import BitTokenTransformer, EmbeddingTokenTransformer
 from modeling.token_splits import combine_tokens, split_tokens
-from utils.config import load_config
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GENERATOR_CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "generator", "*.yaml")))
 TINY = dict(model=dict(mlm_model=dict(hidden_dim=32, depth=2, heads=4, mlp_dim=64)),
             dataset=dict(preprocessing=dict(resolution=64)))  # 4x4 latent grid
 
@@ -22,38 +14,6 @@ def _tiny(bits=6, **overrides):
            "dataset": TINY["dataset"]}
     cfg["model"]["mlm_model"].update(overrides)
     return build_generator(cfg)
-
-
-def test_every_official_generator_config_is_present():
-    names = {os.path.basename(p)[:-5] for p in GENERATOR_CONFIGS}
-    assert names == {f"maskbit_generator_{b}" for b in
-                     ("10bit", "12bit", "14bit", "14bit_128steps", "14bit_256steps", "16bit", "18bit")}
-
-
-@pytest.mark.parametrize("path", GENERATOR_CONFIGS, ids=lambda p: os.path.basename(p))
-def test_full_size_layout_matches_official(path, layout_dir):
-    name = os.path.basename(path)[:-5]
-    layout = json.load(open(os.path.join(layout_dir, f"{name}.json")))
-    cfg = load_config([f"config={path}"])
-    with torch.device("meta"):
-        model = build_generator(cfg)
-    assert sum(p.numel() for p in model.parameters()) == layout["params"]
-    got = [[k, list(v.shape), str(v.dtype).replace("torch.", "")] for k, v in model.state_dict().items()]
-    assert got == layout["keys"]
-    assert model.mask_token == layout["mask_token"] and model.seq_len == layout["seq_len"]
-    for module, count in layout["params_by_submodule"].items():
-        param = getattr(model, module)
-        assert (param.numel() if isinstance(param, torch.nn.Parameter)
-                else sum(p.numel() for p in param.parameters())) == count, module
-
-
-def test_param_counts_quoted_in_the_paper_facts():
-    counts = {}
-    for bits in (12, 14):
-        with torch.device("meta"):
-            model = build_generator({"model": {"vq_model": {"token_size": bits}}})
-        counts[bits] = sum(p.numel() for p in model.parameters())
-    assert counts == {12: 304_795_776, 14: 304_929_024}
 
 
 @pytest.mark.parametrize("bits,splits", [(6, 2), (8, 1), (9, 3)])

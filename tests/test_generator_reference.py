@@ -1,4 +1,4 @@
-"""Our generator against an independent transcription of the official modules (reference facts §6).
+"""Our generator against an independent transcription of the official modules (docs/design/reference-facts.md §6).
 
 The reference below is written from the facts with stock torch.nn pieces (nn.MultiheadAttention, label dropping
 by in-place indexing, bits via a Python loop); ours must reproduce its seeded initial weights bit for bit and

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 from training import build_adamw, build_lr_scheduler, lr_multiplier_fn
-from utils.config import ConfigError, with_defaults
+from utils.config import ConfigError, load_config, with_defaults
 
 W, T = 10, 110  # warm-up steps, total steps
 
@@ -112,3 +112,11 @@ def test_schema_defaults_and_removed_key():
     assert cfg.lr_scheduler.params.power == 2.0 and cfg.lr_scheduler.params.lr_end == 1e-6
     with pytest.raises(ConfigError, match="discriminator_penalty_cost"):
         with_defaults({"losses": {"discriminator_penalty_cost": 10.0}})
+
+
+def test_official_yaml_with_the_removed_key_still_loads(tmp_path):
+    path = tmp_path / "official.yaml"
+    path.write_text("losses:\n  discriminator_penalty_cost: 10.0\n  discriminator_weight: 0.03\n")
+    with pytest.warns(UserWarning, match="ignoring losses.discriminator_penalty_cost"):
+        cfg = load_config([f"config={path}"])
+    assert cfg.losses.discriminator_weight == 0.03 and "discriminator_penalty_cost" not in cfg.losses

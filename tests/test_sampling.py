@@ -151,11 +151,10 @@ def test_noise_hook_is_asked_in_the_official_order_and_shapes():
 
 
 # ---------------------------------------------------------------- literal transcription of the official sampler
-def official_sample(model, labels, seeds, num_steps, guidance_scale, guidance_annealing, scale_pow,
+def official_sample(model, labels, draw, num_steps, guidance_scale, guidance_annealing, scale_pow,
                     randomize_temperature, softmax_temperature=1.0):
-    """Official procedure (sample-0 shared count, torch.clamp semantics, fp32 guidance), drawing the categorical
-    and Gumbel uniforms from the same per-sample streams as ours."""
-    gens = per_sample_generators(seeds, len(labels))
+    """Official procedure (sample-0 shared count, torch.clamp semantics, fp32 guidance). Its two random draws per
+    step come from `draw(step, probs) -> (categorical draw (B, N, S), standard Gumbel (B, N, S))`."""
     b, n, s, mask_token = len(labels), model.seq_len, model.splits, model.mask_token
     masked_tokens = torch.full((b, n, s), mask_token)
     mask = masked_tokens == mask_token
@@ -172,14 +171,11 @@ def official_sample(model, labels, seeds, num_steps, guidance_scale, guidance_an
             step_scale = (1 - torch.cos(((i / num_steps) ** (torch.ones(1) * scale_pow)) * torch.pi)) * 1 / 2
         logits = cond + (guidance_scale * step_scale) * (cond - uncond)
         probs = torch.softmax(logits / softmax_temperature, dim=-1)
-        u = torch.stack([torch.rand((2, n, s), generator=g) for g in gens])
-        cdf = probs.cumsum(-1)
-        predicted = (cdf <= (u[:, 0] * cdf[..., -1]).unsqueeze(-1)).sum(-1).clamp(max=probs.shape[-1] - 1)
+        predicted, gumbel = draw(i, probs)
         num_masked = mask.sum(dim=(1, 2))[0]
         predicted = torch.where(mask, predicted, masked_tokens)
         confidence = torch.gather(probs, -1, predicted.unsqueeze(-1)).squeeze(-1)
         confidence = torch.where(mask, confidence, torch.inf)
-        gumbel = -torch.log(-torch.log(u[:, 1].clamp(torch.finfo(torch.float32).tiny, 1 - torch.finfo(torch.float32).eps)))
         confidence = torch.log(confidence) + gumbel * randomize_temperature * (1 - progress)
         ratio = torch.clamp(torch.acos(torch.tensor(progress)) / (math.pi * 0.5), 1e-6, 1.0)
         to_mask = torch.clamp(torch.floor(ratio * n * s), torch.ones_like(num_masked), num_masked - 1).long()
@@ -189,60 +185,44 @@ def official_sample(model, labels, seeds, num_steps, guidance_scale, guidance_an
     return model.combine_tokens(predicted)
 
 
+def draws_from_seeded_streams(seeds, n, s):
+    """Our default draws: per-sample uniforms, inverse-CDF categorical and Gumbel from the second uniform."""
+    gens = per_sample_generators(seeds, len(seeds))
+    f32 = torch.finfo(torch.float32)
+
+    def draw(step, probs):
+        u = torch.stack([torch.rand((2, n, s), generator=g) for g in gens])
+        cdf = probs.cumsum(-1)
+        predicted = (cdf <= (u[:, 0] * cdf[..., -1]).unsqueeze(-1)).sum(-1).clamp(max=probs.shape[-1] - 1)
+        return predicted, -torch.log(-torch.log(u[:, 1].clamp(f32.tiny, 1 - f32.eps)))
+    return draw
+
+
+def draws_from_noise_tables(tables):
+    """The Categorical draw in its Gumbel-max form on supplied noise, and the supplied confidence noise."""
+    return lambda step, probs: (torch.argmax(torch.log(probs) + tables["categorical"][step], dim=-1),
+                                tables["confidence"][step])
+
+
 @pytest.mark.parametrize("annealing", ["cosine", "linear", "none"])
-def test_matches_official_procedure(annealing):
+def test_default_draws_follow_the_official_procedure(annealing):
     model = tiny_model(seed=3)
     settings = {**SETTINGS, "guidance_annealing": annealing, "num_steps": 12}
     ours = sample(model, None, [1, 4, 9], seeds=[3, 4, 5], skip_unguided_pass=False, **settings)
-    expected = official_sample(model, torch.tensor([1, 4, 9]), [3, 4, 5], **settings)
+    expected = official_sample(model, torch.tensor([1, 4, 9]), draws_from_seeded_streams([3, 4, 5], 16, 2), **settings)
     assert torch.equal(ours, expected)
-
-
-def official_sample_on_noise(model, labels, noise, num_steps, guidance_scale, guidance_annealing, scale_pow,
-                             randomize_temperature, softmax_temperature=1.0):
-    """The official procedure with its two random draws taken from `noise` tables: the Categorical draw as
-    argmax(log probs + Gumbel) (its Gumbel-max form) and the confidence Gumbel term; sample-0 shared count."""
-    b, n, s, mask_token = len(labels), model.seq_len, model.splits, model.mask_token
-    masked_tokens = torch.full((b, n, s), mask_token)
-    mask = masked_tokens == mask_token
-    drop = torch.ones(b, dtype=torch.bool)
-    for i in range(num_steps):
-        progress = (i + 1) / num_steps
-        logits = model(torch.cat([masked_tokens, masked_tokens]), torch.cat([labels, labels]), torch.cat([~drop, drop]))
-        cond, uncond = logits.chunk(2)
-        if guidance_annealing == "none":
-            step_scale = 1.0
-        elif guidance_annealing == "linear":
-            step_scale = i / num_steps
-        else:
-            step_scale = (1 - torch.cos(((i / num_steps) ** (torch.ones(1) * scale_pow)) * torch.pi)) * 1 / 2
-        logits = cond + (guidance_scale * step_scale) * (cond - uncond)
-        probs = torch.softmax(logits / softmax_temperature, dim=-1)
-        predicted = torch.argmax(torch.log(probs) + noise["categorical"][i], dim=-1)
-        num_masked = mask.sum(dim=(1, 2))[0]
-        predicted = torch.where(mask, predicted, masked_tokens)
-        confidence = torch.gather(probs, -1, predicted.unsqueeze(-1)).squeeze(-1)
-        confidence = torch.where(mask, confidence, torch.inf)
-        confidence = torch.log(confidence) + noise["confidence"][i] * randomize_temperature * (1 - progress)
-        ratio = torch.clamp(torch.acos(torch.tensor(progress)) / (math.pi * 0.5), 1e-6, 1.0)
-        to_mask = torch.clamp(torch.floor(ratio * n * s), torch.ones_like(num_masked), num_masked - 1).long()
-        threshold = torch.sort(confidence.view(b, -1), dim=-1).values[:, to_mask - 1]
-        masked_tokens = torch.where(confidence <= threshold[:, None, None], mask_token, predicted)
-        mask = masked_tokens == mask_token
-    return model.combine_tokens(predicted)
 
 
 @pytest.mark.parametrize("annealing", ["cosine", "linear", "none"])
 def test_matches_official_sampler_on_supplied_noise(annealing):
+    """The public noise hook: the same noise in both samplers gives the same tokens (no private function patched)."""
     model = tiny_model(seed=5)
     settings = {**SETTINGS, "guidance_annealing": annealing, "num_steps": 12}
     g = torch.Generator().manual_seed(0)
     gumbel = lambda *shape: -torch.log(-torch.log(torch.rand(shape, generator=g).clamp(1e-20, 1 - 1e-7)))  # noqa: E731
     tables = {"categorical": [gumbel(3, 16, 2, 8) for _ in range(12)], "confidence": [gumbel(3, 16, 2) for _ in range(12)]}
-    ours = sample(model, None, [1, 4, 9], noise=lambda kind, index, shape: tables[kind][index],
-                  skip_unguided_pass=False, **settings)
-    expected = official_sample_on_noise(model, torch.tensor([1, 4, 9]), tables, **settings)
-    assert torch.equal(ours, expected)
-    # the skipped unguided pass (a pure speed-up) gives the same tokens on the same noise
-    fast = sample(model, None, [1, 4, 9], noise=lambda kind, index, shape: tables[kind][index], **settings)
-    assert torch.equal(fast, expected)
+    hook = lambda kind, index, shape: tables[kind][index]  # noqa: E731
+    expected = official_sample(model, torch.tensor([1, 4, 9]), draws_from_noise_tables(tables), **settings)
+    assert torch.equal(sample(model, None, [1, 4, 9], noise=hook, skip_unguided_pass=False, **settings), expected)
+    # skipping the unguided pass where the guidance scale is 0 (a pure speed-up) changes nothing on the same noise
+    assert torch.equal(sample(model, None, [1, 4, 9], noise=hook, **settings), expected)

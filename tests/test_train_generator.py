@@ -4,7 +4,6 @@ import sys
 import numpy as np
 import pytest
 import torch
-from accelerate.state import AcceleratorState, GradientState
 from PIL import Image
 
 from data import TokenShards, write_synthetic_shards
@@ -17,11 +16,7 @@ from training.token_source import TokenizerCheckpointError
 from train_utils import write_yaml
 
 
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    yield
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
+pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +87,9 @@ def test_on_the_fly_tokens_artefacts_and_frozen_tokenizer(data, tmp_path):
     exported = load_pretrained(build_generator(cfg), out / "pytorch_model.bin")
     ema = torch.load(out / "checkpoint-4" / "ema_model" / "pytorch_model.bin", weights_only=True)
     assert all(torch.equal(v, ema[k]) for k, v in exported.state_dict().items())
+    from safetensors.torch import load_file  # the same final weights, also as safetensors
+    safetensors_state = load_file(str(out / "model.safetensors"))
+    assert safetensors_state.keys() == ema.keys() and all(torch.equal(v, ema[k]) for k, v in safetensors_state.items())
 
 
 def test_grids_are_reproducible_from_the_checkpoint(data, tmp_path):

@@ -1,4 +1,5 @@
-"""The trainer's update order equals a plain re-statement of the reference training step (facts §4.4, §5).
+"""The trainer's update order equals a plain re-statement of the reference training step
+(docs/design/reference-facts.md §4.4, §5).
 
 Per step: tokenizer forward -> generator loss -> backward -> clip 1.0 -> AdamW -> LR step -> zero grad; then,
 from discriminator_start on, the discriminator loss on the SAME x_rec -> backward -> clip -> AdamW -> its own LR
@@ -8,13 +9,13 @@ tokenizer, discriminator and EMA weights on CPU.
 import math
 
 import torch
-from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import set_seed
 
 from data import build_train_dataloader, write_synthetic_shards
 from modeling import build_discriminator, build_tokenizer
 from training import TokenizerTrainer
 from training.losses import VQGANLoss
+from conftest import reset_accelerate_state
 from train_utils import tiny_config
 from utils.config import with_defaults
 
@@ -70,8 +71,7 @@ def test_trainer_matches_plain_reference_loop(tmp_path):
                       experiment={"save_every": 100, "eval_every": 100, "generate_every": 100})
     trainer = TokenizerTrainer(raw)
     trainer.train()
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
+    reset_accelerate_state()
     tokenizer, discriminator, ema, loss_fn = reference_run(with_defaults(raw))
     for a, b in zip(trainer.unwrap("tokenizer").parameters(), tokenizer.parameters()):
         assert torch.equal(a, b)

@@ -6,10 +6,10 @@ import time
 
 import pytest
 import torch
-from accelerate.state import AcceleratorState, GradientState
 
 from data import write_synthetic_shards
 from training import TokenizerTrainer
+from conftest import reset_accelerate_state
 from train_utils import REPO, assert_bitwise_equal, subprocess_env, tiny_config, write_yaml
 
 N = 3  # the GAN starts at step 3, so the resumed half trains generator, discriminator and LeCAM
@@ -26,8 +26,7 @@ def test_sigkill_and_resume_reaches_the_same_parameters(tmp_path):
                      training={"max_train_steps": 2 * N})
     straight = tmp_path / "straight"
     TokenizerTrainer(tiny_config(shards, straight, **overrides)).train()
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
+    reset_accelerate_state()
 
     killed = tmp_path / "killed"
     command = [sys.executable, str(REPO / "scripts" / "train_tokenizer.py"),

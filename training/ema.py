@@ -1,4 +1,5 @@
-"""Exponential moving average of a model's parameters, with the reference's decay warm-up (facts §5.3).
+"""Exponential moving average of a model's parameters, with the reference's decay warm-up
+(docs/design/reference-facts.md §5.3).
 
     ema = EMAModel(model, max_decay=0.999)
     ... optimizer.step(); ema.update(model)

@@ -1,4 +1,4 @@
-"""Learning-rate schedules as multipliers of the peak lr, in optimizer steps (facts §5.2).
+"""Learning-rate schedules as multipliers of the peak lr, in optimizer steps (docs/design/reference-facts.md §5.2).
 
     scheduler = build_lr_scheduler(optimizer, "cosine_with_minimum", warmup_steps=5000, total_steps=1_350_000)
     ... optimizer.step(); scheduler.step()     # once per optimizer step

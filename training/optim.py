@@ -1,4 +1,5 @@
-"""AdamW as the reference builds it (facts §5.1): one parameter group, weight decay on every parameter."""
+"""AdamW as the reference builds it (docs/design/reference-facts.md §5.1): one parameter group, weight decay on every
+parameter."""
 from __future__ import annotations
 
 from typing import Iterable

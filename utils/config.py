@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
@@ -100,15 +101,26 @@ def _apply_derived(cfg: DictConfig) -> None:
         vq.codebook_size = 2 ** vq.token_size
 
 
+# Keys of the official YAMLs that no code reads (there or here): dropped with a warning, so the official files load.
+OBSOLETE_OFFICIAL_KEYS = ("losses.discriminator_penalty_cost",)
+
+
 def load_yaml(path: Union[str, Path]) -> DictConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"Config file not found: '{path}'. Pass an existing YAML, e.g. "
                           f"config=configs/tokenizer/maskbit_tokenizer_12bit.yaml")
     try:
-        return OmegaConf.load(path)
+        cfg = OmegaConf.load(path)
     except Exception as err:  # YAML syntax errors come in several exception types
         raise ConfigError(f"Could not parse config file '{path}': {err}") from None
+    for key in OBSOLETE_OFFICIAL_KEYS:
+        parent, _, leaf = key.rpartition(".")
+        section = OmegaConf.select(cfg, parent)
+        if isinstance(section, DictConfig) and leaf in section:
+            del section[leaf]
+            warnings.warn(f"'{path}': ignoring {key}, which the official recipe never reads", stacklevel=2)
+    return cfg
 
 
 def load_config(argv: Optional[Sequence[str]] = None) -> DictConfig:

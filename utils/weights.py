@@ -36,6 +36,7 @@ def resolve_weights(filename: str, url: Optional[str] = None, local_path: str = 
     cached = hub_checkpoint_dir() / filename
     if cached.is_file():
         return cached
+    reason = ""
     if allow_download and url and os.environ.get("MASKBIT_OFFLINE", "0") != "1":
         try:
             cached.parent.mkdir(parents=True, exist_ok=True)
@@ -43,10 +44,6 @@ def resolve_weights(filename: str, url: Optional[str] = None, local_path: str = 
             return cached
         except Exception as err:  # no network, proxy, HTTP error: all end in the same advice
             reason = f" (download failed: {type(err).__name__}: {err})"
-        else:  # pragma: no cover
-            reason = ""
-    else:
-        reason = ""
     where = f"set {config_key}=/path/to/{filename}, or " if config_key else ""
     raise MissingWeightsError(
         f"{what} not found{reason}. Download {filename}{f' from {url}' if url else ''} and either "

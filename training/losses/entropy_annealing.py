@@ -1,4 +1,4 @@
-"""Entropy annealing of the LFQ quantizer loss (facts §4.1).
+"""Entropy annealing of the LFQ quantizer loss (docs/design/reference-facts.md §4.1).
 
 The quantizer's already-weighted entropy loss is added again, scaled by `factor * max(0, 1 - step / steps)`:
 with the official values (weight 0.02, factor 2, 2000 steps) the effective entropy weight falls linearly from

@@ -1,4 +1,5 @@
-"""LeCAM regularisation of the discriminator (Tseng et al. 2021) as used by VQGAN+ (facts §4.2)."""
+"""LeCAM regularisation of the discriminator (Tseng et al. 2021) as used by VQGAN+
+(docs/design/reference-facts.md §4.2)."""
 from __future__ import annotations
 
 import torch

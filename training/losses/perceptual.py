@@ -1,4 +1,5 @@
-"""Perceptual loss: MSE between frozen ImageNet-classifier outputs of the real and reconstructed images (facts §4.3).
+"""Perceptual loss: MSE between frozen ImageNet-classifier outputs of the real and reconstructed images
+(docs/design/reference-facts.md §4.3).
 
     loss_fn = build_perceptual_loss(config)               # None when losses.perceptual_loss is "none"
     loss = loss_fn(x, x_rec)                               # scalar

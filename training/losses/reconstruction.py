@@ -1,4 +1,4 @@
-"""Pixel reconstruction loss of the Stage-I tokenizer (facts §4.1)."""
+"""Pixel reconstruction loss of the Stage-I tokenizer (docs/design/reference-facts.md §4.1)."""
 from __future__ import annotations
 
 import torch

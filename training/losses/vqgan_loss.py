@@ -5,9 +5,9 @@
     if loss_fn.discriminator_active(step):
         d_total, d_logs = loss_fn.discriminator_loss(x, x_rec, step, discriminator)
 
-Generator side (facts §4.1):
+Generator side (docs/design/reference-facts.md §4.1):
     rec_w * rec(x, x_rec) + perc_w * P(x, x_rec) + q_w * annealed_q + d_w * factor(step) * G(D(x_rec))
-Discriminator side (facts §4.2):
+Discriminator side (docs/design/reference-facts.md §4.2):
     factor(step) * D_loss(D(x), D(sg(x_rec))) + lecam_w * LeCAM
 
 Unlike the reference, the discriminator is not a submodule: the trainer owns it (with its optimizer and DDP
