@@ -8,11 +8,12 @@ from evaluation.image_metrics import mae, mse, psnr, ssim
 from evaluation.inception import FIDInceptionV3, build_inception, resize_bilinear_tf1, to_uint8
 from evaluation.inception_score import InceptionScoreStats, inception_score
 from evaluation.lpips import LPIPS
+from evaluation.manifold import density_coverage, precision_recall
 from evaluation.tokenizer_evaluator import TokenizerEvaluator, evaluate_tokenizer
 
 __all__ = [
     "CodebookStats", "GaussianStats", "GeneratorEvaluator", "FIDInceptionV3", "InceptionScoreStats", "LPIPS",
-    "SampleChunks", "TokenizerEvaluator", "all_reduce_sum_", "evaluate_tokenizer", "build_inception", "class_labels", "default_is_splits",
+    "SampleChunks", "TokenizerEvaluator", "all_reduce_sum_", "evaluate_tokenizer", "build_inception", "class_labels", "default_is_splits", "density_coverage",
     "frechet_distance", "generate_chunks", "inception_score", "iterate_chunk_batches", "load_fid_stats", "mae",
-    "mse", "psnr", "rank_and_world_size", "resize_bilinear_tf1", "save_fid_stats", "ssim", "to_uint8",
+    "mse", "precision_recall", "psnr", "rank_and_world_size", "resize_bilinear_tf1", "save_fid_stats", "ssim", "to_uint8",
 ]

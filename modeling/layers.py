@@ -23,6 +23,10 @@ class Conv2dSame(nn.Conv2d):
 
     A 3x3 stride-2 conv on an even size pads 0 before and 1 after. Symmetric cases use the conv's own zero padding
     instead of an explicit `F.pad` copy (identical values, one memory pass fewer).
+
+    Why not timm's `Conv2dSame`: its forward is bitwise identical (same keys, same padding), but it always pads
+    explicitly, which measured 0-4% slower on CPU (3x3 conv 128->128 on 2x128x64x64) and gives input gradients that
+    differ in the last bits under channels_last with symmetric padding.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
