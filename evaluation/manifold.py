@@ -52,6 +52,15 @@ def _as_features(x: ArrayLike, device: Optional[torch.device] = None) -> torch.T
     return t.to(device=device if device is not None else t.device, dtype=torch.float32)
 
 
+def _feature_pair(real: ArrayLike, fake: ArrayLike) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(real [N, D], fake [M, D]) as float32 tensors on real's device, with the same D."""
+    x = _as_features(real)
+    y = _as_features(fake, x.device)
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"feature dimensions differ: {x.shape[1]} vs {y.shape[1]}")
+    return x, y
+
+
 def _sq_dists_in(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """[n, D], [m, D] (same dtype) -> [n, m] squared distances ``max(|u|^2 - 2uv^T + |v|^2, 0)`` in that dtype."""
     norm_u = u.square().sum(dim=1).reshape(-1, 1)
@@ -132,10 +141,7 @@ def precision_recall(
     :return: ``(precision, recall)``: the fraction of fake points within ``radius(real_i)`` of some real point
              i, and the fraction of real points within ``radius(fake_j)`` of some fake point j (``<=``).
     """
-    x = _as_features(real)
-    y = _as_features(fake, x.device)
-    if x.shape[1] != y.shape[1]:
-        raise ValueError(f"feature dimensions differ: {x.shape[1]} vs {y.shape[1]}")
+    x, y = _feature_pair(real, fake)
     opts = dict(k=k, row_batch_size=row_batch_size, col_batch_size=col_batch_size,
                 half_precision=half_precision, clamp_to_percentile=clamp_to_percentile)
     radii_real = knn_radii(x, **opts)
@@ -166,10 +172,7 @@ def density_coverage(
              1) and ``coverage = #{i : min_j d(real_i, fake_j) < r_i} / N``; comparisons are strict as in the
              paper, and are done on squared float32 distances (``half_precision=False`` by default).
     """
-    x = _as_features(real)
-    y = _as_features(fake, x.device)
-    if x.shape[1] != y.shape[1]:
-        raise ValueError(f"feature dimensions differ: {x.shape[1]} vs {y.shape[1]}")
+    x, y = _feature_pair(real, fake)
     radii = knn_radii(x, k=k, row_batch_size=row_batch_size, col_batch_size=col_batch_size,
                       half_precision=half_precision)
     count = 0
