@@ -19,6 +19,7 @@ from modeling.discriminator import PatchGANDiscriminator, VQGANPlusDiscriminator
 from modeling.generator import BitTokenTransformer, EmbeddingTokenTransformer, MaskedTokenTransformer
 from modeling.taming import TamingVQGAN
 from modeling.vqgan_plus import VQGANPlusTokenizer, build_quantizer
+from modeling import titok  # noqa: E402,F401  (the TiTok family)
 
 __all__ = [
     "BitTokenTransformer", "CheckpointMismatchError", "CheckpointNotFoundError", "EmbeddingTokenTransformer",

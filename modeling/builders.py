@@ -1,7 +1,8 @@
 """The one bridge from an experiment config to models: dispatch through the registry, whatever the family.
 
     tokenizer = build_tokenizer(config)          # model.vq_model      -> by model.vq_model.model_class
-    generator = build_generator(config)          # model.mlm_model     -> by model.mlm_model.model_cls
+    generator = build_generator(config)          # model.generator     -> by model.generator.model_type (TiTok), else
+                                                 # model.mlm_model     -> by model.mlm_model.model_cls
     discriminator = build_discriminator(config)  # model.discriminator -> by model.discriminator.name
     settings = sampling_config(config)           # model.mlm_model     -> SamplingConfig
 
@@ -19,7 +20,7 @@ from typing import Tuple
 import torch
 from torch import nn
 
-from modeling.registry import KINDS, builder
+from modeling.registry import builder
 from modeling.sampling import SamplingConfig
 from utils.config import ConfigLike, as_config
 
@@ -39,20 +40,18 @@ class TokenSpace:
         return n
 
 
-def _section(config, kind: str):
-    return config.model[KINDS[kind].section]
-
-
 def build_tokenizer(config: ConfigLike) -> nn.Module:
-    """The tokenizer of `model.vq_model`."""
-    vq = _section(as_config(config), "tokenizer")
-    return builder("tokenizer", vq.model_class)(vq)
+    """The tokenizer of `model.vq_model`, for `dataset.preprocessing.resolution` images (ViT tokenizers size their
+    position tables by it; convolutional ones ignore it)."""
+    config = as_config(config)
+    build, vq = builder("tokenizer", config)
+    return build(vq, config.dataset.preprocessing.resolution)
 
 
 def build_discriminator(config: ConfigLike) -> nn.Module:
     """The discriminator of `model.discriminator`."""
-    d = _section(as_config(config), "discriminator")
-    return builder("discriminator", d.name)(d)
+    build, section = builder("discriminator", as_config(config))
+    return build(section)
 
 
 def token_space(config: ConfigLike) -> TokenSpace:
@@ -67,13 +66,13 @@ def token_space(config: ConfigLike) -> TokenSpace:
 def build_generator(config: ConfigLike) -> nn.Module:
     """The generator of `model.mlm_model`, sized for the token space of `model.vq_model`."""
     config = as_config(config)
-    mlm = _section(config, "generator")
-    return builder("generator", mlm.model_cls)(mlm, token_space(config))
+    build, section = builder("generator", config)
+    return build(section, token_space(config))
 
 
 def sampling_config(config: ConfigLike) -> SamplingConfig:
-    """The sampler settings of `model.mlm_model`."""
-    mlm = _section(as_config(config), "generator")
+    """The sampler settings of `model.mlm_model` (MaskBit's sampler)."""
+    mlm = as_config(config).model.mlm_model
     return SamplingConfig(
         num_steps=mlm.num_steps, guidance_scale=mlm.guidance_scale, guidance_annealing=mlm.guidance_annealing,
         scale_pow=mlm.scale_pow, randomize_temperature=mlm.randomize_temperature,

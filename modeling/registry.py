@@ -33,16 +33,24 @@ CONFIG_ROOT = Path(__file__).resolve().parents[1] / "configs"
 
 @dataclass(frozen=True)
 class Kind:
-    """What a builder makes: the config section it reads and the key of that section that names the class."""
+    """What a builder makes: the config sections it may read, each with the key that names the class, in order of
+    precedence. The first section whose class key is set (non-empty) is the one a config uses."""
     name: str
-    section: str
-    class_key: str
+    sections: Tuple[Tuple[str, str], ...]
+
+    def section_of(self, config) -> Tuple[str, str]:
+        """(section, class key) used by `config` (a merged experiment config)."""
+        for section, key in self.sections:
+            if config.model[section][key]:
+                return section, key
+        return self.sections[-1]
 
 
 KINDS: Dict[str, Kind] = {k.name: k for k in (
-    Kind("tokenizer", "vq_model", "model_class"),
-    Kind("generator", "mlm_model", "model_cls"),
-    Kind("discriminator", "discriminator", "name"),
+    Kind("tokenizer", (("vq_model", "model_class"),)),
+    # TiTok's generators live in `model.generator` (official key names), MaskBit's in `model.mlm_model`
+    Kind("generator", (("generator", "model_type"), ("mlm_model", "model_cls"))),
+    Kind("discriminator", (("discriminator", "name"),)),
 )}
 
 _BUILDERS: Dict[str, Dict[str, Callable]] = {kind: {} for kind in KINDS}
@@ -68,15 +76,17 @@ def register_builder(kind: str, *class_names: str) -> Callable[[Callable], Calla
     return decorator
 
 
-def builder(kind: str, class_name: str) -> Callable:
-    """The builder registered for `class_name`, or an error naming the config key and the choices."""
+def builder(kind: str, config) -> Tuple[Callable, object]:
+    """(the builder registered for the class named in `config`'s section of `kind`, that section), or an error that
+    names the config key and the choices."""
     _import_families()
+    section, key = KINDS[kind].section_of(config)
+    class_name = config.model[section][key]
     found = _BUILDERS[kind].get(class_name)
     if found is None:
-        k = KINDS[kind]
-        raise UnknownModelError(f"Unknown model.{k.section}.{k.class_key} '{class_name}'; choose one of "
+        raise UnknownModelError(f"Unknown model.{section}.{key} '{class_name}'; choose one of "
                                 f"{sorted(_BUILDERS[kind])}.")
-    return found
+    return found, config.model[section]
 
 
 def register_presets(folder: str, main: str) -> None:
@@ -105,7 +115,7 @@ def presets() -> Dict[str, Preset]:
             found[path.stem] = Preset(path.stem, path, main)
             sections = (OmegaConf.load(path).get("model") or {}).keys()
             for kind in KINDS.values():
-                if kind.name != main and main == "tokenizer" and kind.section in sections:
+                if kind.name != main and main == "tokenizer" and any(s in sections for s, _ in kind.sections):
                     name = f"{path.stem}__{kind.name}"
                     found[name] = Preset(name, path, kind.name)
     return found
@@ -122,10 +132,11 @@ def preset_config(name: str, overrides: Optional[dict] = None):
     Override keys without a dot go to the preset's model section (`hidden_dim=64` ->
     `model.mlm_model.hidden_dim`); dotted keys are full config paths (`dataset.preprocessing.resolution=128`).
     """
-    from utils.config import with_defaults, load_yaml
+    from utils.config import load_yaml, with_defaults
 
     preset = _preset(name)
-    section = KINDS[preset.kind].section
+    yaml = load_yaml(preset.config_path)
+    section = KINDS[preset.kind].section_of(with_defaults(yaml))[0]
     nested: dict = {}
     for key, value in (overrides or {}).items():
         path = key.split(".") if "." in key else ["model", section, key]
@@ -133,7 +144,7 @@ def preset_config(name: str, overrides: Optional[dict] = None):
         for part in path[:-1]:
             node = node.setdefault(part, {})
         node[path[-1]] = value
-    return with_defaults(load_yaml(preset.config_path), nested, origin=f"preset '{name}'")
+    return with_defaults(yaml, nested, origin=f"preset '{name}'")
 
 
 def create_model(name: str, pretrained: Optional[str] = None, **overrides) -> nn.Module:

@@ -26,6 +26,7 @@ from typing import Callable, List, Optional, Sequence, Tuple, Union
 import torch
 
 from modeling.masking import mask_ratio
+from utils.errors import MaskbitError
 
 Seeds = Union[None, int, Sequence[int], torch.Tensor, torch.Generator]
 NoiseFn = Callable[[str, int, Tuple[int, ...]], torch.Tensor]
@@ -150,6 +151,9 @@ def sample(model, tokenizer, class_ids: Union[torch.Tensor, Sequence[int]], seed
     (the first step under linear/cosine annealing): same logits, less work.
     """
     cfg = (settings or SamplingConfig()).replace(**overrides)
+    if not hasattr(model, "splits"):
+        raise MaskbitError(f"sample() runs MaskBit's sampler on split tokens; {type(model).__name__} has its own "
+                           f"sampler (for TiTok generators: model.generate(...)).")
     device = next(model.parameters()).device
     labels = torch.as_tensor(class_ids).reshape(-1).long()
     if labels.numel() == 0 or labels.min() < 0 or labels.max() >= model.num_classes:

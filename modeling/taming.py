@@ -176,6 +176,6 @@ class TamingVQGAN(SpatialTokenizer):
 
 
 @register_builder("tokenizer", "taming")
-def _taming_from_config(vq) -> TamingVQGAN:
+def _taming_from_config(vq, image_size: int) -> TamingVQGAN:
     """`model.vq_model` with `model_class: taming`: the fixed released architecture; only the codebook is read."""
     return TamingVQGAN(vq.codebook_size, vq.token_size)

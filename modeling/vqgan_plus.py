@@ -121,7 +121,7 @@ def build_quantizer(vq) -> nn.Module:
 
 
 @register_builder("tokenizer", "vqgan+", "maskgit")
-def _tokenizer_from_config(vq) -> VQGANPlusTokenizer:
+def _tokenizer_from_config(vq, image_size: int) -> VQGANPlusTokenizer:
     """`model.vq_model` -> VQGAN+ / MaskBit tokenizer, or the MaskGIT tokenizer (`model_class: maskgit`)."""
     if vq.num_resolutions != len(vq.channel_mult):
         raise ValueError(f"model.vq_model.num_resolutions={vq.num_resolutions} must equal "

@@ -24,7 +24,8 @@ from torchvision.utils import make_grid
 
 from data.streams import derive_seed
 from data.token_shards import TokenShards, TokenStream
-from modeling import build_generator, label_drop_mask, mask_tokens, sample_grid, sampling_config
+from modeling import (MaskedTokenTransformer, build_generator, label_drop_mask, mask_tokens, sample_grid,
+                      sampling_config)
 from modeling.tokenizer import tokenize, tokenizer_fingerprint
 from training.losses import MLMLoss
 from training.lr_schedule import lr_scheduler_from_config
@@ -32,6 +33,7 @@ from training.optim import build_adamw, scaled_lr
 from training.token_source import load_frozen_tokenizer
 from training.trainer import Trainer
 from training.visualization import save_grid
+from utils.errors import MaskbitError
 
 MASK_STREAM = 30  # derived-seed tag of the masking / label-dropout generator
 
@@ -44,6 +46,10 @@ class GeneratorTrainer(Trainer):
         # tokenizer first, as the official script: the global RNG is in the same state when the generator is built
         self.tokenizer = load_frozen_tokenizer(cfg, self.device)
         generator = build_generator(cfg).to(self.device)
+        if not isinstance(generator, MaskedTokenTransformer):
+            raise MaskbitError(f"{type(generator).__name__} is not a MaskBit generator; scripts/train_maskbit.py trains "
+                               f"the bit-token / VQ-token generators of model.mlm_model only (TiTok generator training "
+                               f"is not implemented yet).")
         self.token_shards = self._open_token_shards(generator)
         self._check_grid_classes(generator.num_classes)
         source = f"token folder {self.token_shards.directory}" if self.token_shards else "images, tokenized on the fly"

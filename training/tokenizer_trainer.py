@@ -27,6 +27,7 @@ from training.losses import VQGANLoss
 from training.lr_schedule import lr_scheduler_from_config
 from training.optim import build_adamw, scaled_lr
 from training.trainer import Trainer
+from utils.errors import MaskbitError
 from training.visualization import reconstruction_grid, save_grid
 
 
@@ -39,6 +40,11 @@ class TokenizerTrainer(Trainer):
         cfg, acc = self.config, self.accelerator
         # same construction order as the reference (tokenizer, discriminator, loss) so a seed gives its init
         tokenizer = build_tokenizer(cfg).to(self.device)
+        recipe = getattr(tokenizer, "training_recipe", "vqgan")
+        if recipe != "vqgan":
+            raise MaskbitError(f"{type(tokenizer).__name__} ({cfg.model.vq_model.model_class}) is trained with its own "
+                               f"recipe ({recipe}), which scripts/train_tokenizer.py does not run yet; this trainer runs "
+                               f"the VQGAN+ / MaskBit recipe only.")
         discriminator = build_discriminator(cfg).to(self.device)
         self.loss_fn = VQGANLoss.from_config(cfg).to(self.device)  # resolves perceptual weights or fails now
         if cfg.training.channels_last:

@@ -99,6 +99,8 @@ def _apply_derived(cfg: DictConfig) -> None:
     vq = cfg.model.vq_model
     if vq.quantizer_type == "lookup-free":
         vq.codebook_size = 2 ** vq.token_size
+    if cfg.dataset.preprocessing.crop_size is not None:
+        cfg.dataset.preprocessing.resolution = cfg.dataset.preprocessing.crop_size
 
 
 # Keys of the official YAMLs that no code reads (there or here): dropped with a warning, so the official files load.

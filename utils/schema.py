@@ -34,7 +34,8 @@ class ExperimentConfig:
 # ------------------------------------------------------------------------------------------------- models
 @dataclass
 class VQModelConfig:
-    model_class: str = "vqgan+"  # vqgan+ | maskgit (legacy decoder indices) | taming (Taming VQGAN, inference)
+    model_class: str = "vqgan+"  # vqgan+ | maskgit (legacy decoder indices) | taming (Taming VQGAN, inference) | titok
+    # | maskgit_vqgan (TiTok's MaskGIT-VQGAN, open-muse key names)
     quantizer_type: str = "lookup-free"  # lookup-free (LFQ) | lookup (VQ codebook)
     codebook_size: int = 4096  # VQ codebook rows; for LFQ it is always 2**token_size
     token_size: int = 12  # latent channels: bits K for LFQ, embedding dim for VQ
@@ -51,6 +52,24 @@ class VQModelConfig:
     num_res_blocks: int = 2
     num_res_blocks_decoder: Optional[int] = None  # decoder blocks per level; None = num_res_blocks
     sample_with_conv: bool = True  # stride-2 conv downsampling (True) or 2x2 average pooling (False)
+    # --- TiTok (model_class: titok), official key names; codebook_size, token_size, commitment_cost as above
+    use_l2_norm: bool = False  # L2-normalise latents and codebook rows (TiTok VQ)
+    quantize_mode: str = "vq"  # vq | vae
+    vit_enc_model_size: str = "large"  # small | base | large (width/layers/heads table)
+    vit_dec_model_size: str = "large"
+    vit_enc_patch_size: int = 16
+    vit_dec_patch_size: int = 16
+    num_latent_tokens: int = 32  # N: the 1D token sequence length
+    finetune_decoder: bool = True  # stage 2: encoder, quantizer and latent tokens frozen; MaskGIT-VQGAN pixel decoder
+    is_legacy: bool = True  # the released two-stage models' encoder-head reshape (docs/design/titok-facts.md §2.1)
+    pretrained_tokenizer_weight: str = ""  # MaskGIT-VQGAN weights (stage-1 proxy codes, stage-2 pixel decoder init)
+    vit_enc_width: Optional[int] = None  # overrides of the size table (reduced test models)
+    vit_enc_layers: Optional[int] = None
+    vit_enc_heads: Optional[int] = None
+    vit_dec_width: Optional[int] = None
+    vit_dec_layers: Optional[int] = None
+    vit_dec_heads: Optional[int] = None
+    pixel_vqgan_hidden_channels: int = 128  # width of the MaskGIT-VQGAN (pixel decoder / proxy-code tokenizer)
 
 
 @dataclass
@@ -89,10 +108,32 @@ class MLMModelConfig:
 
 
 @dataclass
+class TiTokGeneratorConfig:  # model.generator: TiTok's MaskGIT generators on 1D tokens, official key names
+    model_type: str = ""  # ViT (ImageBert) | UViT (UViTBert); '' = no TiTok generator (model.mlm_model is used)
+    hidden_size: int = 768
+    num_hidden_layers: int = 24
+    num_attention_heads: int = 16
+    intermediate_size: int = 3072
+    dropout: float = 0.1
+    attn_drop: float = 0.1
+    class_label_dropout: float = 0.1
+    image_seq_len: int = 32  # must equal model.vq_model.num_latent_tokens (the YAMLs interpolate it)
+    condition_num_classes: int = 1000
+    # sampling (defaults of the official `generate`)
+    num_steps: int = 8
+    randomize_temperature: float = 4.5
+    guidance_scale: float = 3.0
+    guidance_decay: str = "constant"  # constant | linear | power-cosine
+    guidance_scale_pow: float = 3.0
+    softmax_temperature_annealing: bool = False
+
+
+@dataclass
 class ModelConfig:
     vq_model: VQModelConfig = field(default_factory=VQModelConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     mlm_model: MLMModelConfig = field(default_factory=MLMModelConfig)
+    generator: TiTokGeneratorConfig = field(default_factory=TiTokGeneratorConfig)
 
 
 # ------------------------------------------------------------------------------------------------- losses
@@ -142,6 +183,7 @@ class DatasetParamsConfig:
 @dataclass
 class PreprocessingConfig:
     resolution: int = 256
+    crop_size: Optional[int] = None  # TiTok's name for the image size: when set, resolution follows it
     use_aspect_ratio_aug: bool = True  # RandomResizedCrop ratio (3/4, 4/3) instead of (1, 1)
     use_random_crop: bool = True  # False: resize + center crop (requires min_scale == 1)
     min_scale: float = 0.8
