@@ -120,7 +120,8 @@ def _guided_logits(model, tokens, labels, scale: float, unconditional_pass: bool
     return conditional + scale * (conditional - unconditional)
 
 
-def _noise(noise: NoiseFn, kind: str, index: int, shape: Tuple[int, ...], device) -> torch.Tensor:
+def checked_noise(noise: NoiseFn, kind: str, index: int, shape: Tuple[int, ...], device) -> torch.Tensor:
+    """One draw of the noise hook, checked for the requested shape, as float32 on `device`."""
     values = noise(kind, index, shape)
     if tuple(values.shape) != tuple(shape):
         raise ValueError(f"noise('{kind}', {index}, {shape}) returned shape {tuple(values.shape)}; it must return "
@@ -181,8 +182,8 @@ def sample(model, tokenizer, class_ids: Union[torch.Tensor, Sequence[int]], seed
             uniforms = torch.stack([torch.rand((2, n, splits), generator=g) for g in generators]).to(device)
             drawn, gumbel = _categorical(probs, uniforms[:, 0]), _gumbel(uniforms[:, 1])
         else:
-            drawn = (probs.log() + _noise(noise, "categorical", step, tuple(probs.shape), device)).argmax(-1)
-            gumbel = _noise(noise, "confidence", step, (batch, n, splits), device)
+            drawn = (probs.log() + checked_noise(noise, "categorical", step, tuple(probs.shape), device)).argmax(-1)
+            gumbel = checked_noise(noise, "confidence", step, (batch, n, splits), device)
         sampled = torch.where(masked, drawn, tokens)
         confidence = probs.gather(-1, sampled.unsqueeze(-1)).squeeze(-1)
         confidence = torch.where(masked, confidence, torch.inf)

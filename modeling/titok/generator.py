@@ -24,16 +24,15 @@ With the official sampler's Gumbel noise supplied this way, `generate` returns i
 from __future__ import annotations
 
 import math
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from modeling.sampling import Seeds, per_sample_generators
+from modeling.sampling import NoiseFn, Seeds, checked_noise, per_sample_generators
 
-NoiseFn = Callable[[str, int, Tuple[int, ...]], torch.Tensor]
 GUIDANCE_DECAYS = ("constant", "linear", "power-cosine")
 BERT_LAYER_NORM_EPS = 1e-12
 GUMBEL_EPS = 1e-20  # the official clamp inside both logarithms of the Gumbel transform
@@ -367,9 +366,9 @@ class ImageBert(nn.Module):
                     sampled = self._draw(logits, temperature, uniform[:, 0])
                     gumbel = gumbel_from_uniform(uniform[:, 1])
                 else:
-                    gumbel_v = _noise(noise, "categorical", step, tuple(logits.shape), device)
+                    gumbel_v = checked_noise(noise, "categorical", step, tuple(logits.shape), device)
                     sampled = (logits + temperature * gumbel_v).argmax(dim=-1)
-                    gumbel = _noise(noise, "confidence", step, (batch, seq_len), device)
+                    gumbel = checked_noise(noise, "confidence", step, (batch, seq_len), device)
                 score = logits.gather(-1, sampled.unsqueeze(-1)).squeeze(-1)
                 sampled = torch.where(is_mask, sampled, ids)
                 score = torch.where(is_mask, score, torch.inf).float()
@@ -430,14 +429,6 @@ class UViTBert(ImageBert):
         for block in self.out_blocks:
             x = block(x, skips.pop())
         return self.lm_head(self.norm(x)[:, 1:])
-
-
-def _noise(noise: NoiseFn, kind: str, index: int, shape: Tuple[int, ...], device) -> torch.Tensor:
-    values = noise(kind, index, shape)
-    if tuple(values.shape) != tuple(shape):
-        raise ValueError(f"noise('{kind}', {index}, {shape}) returned shape {tuple(values.shape)}; it must return "
-                         f"exactly the requested shape")
-    return values.to(device=device, dtype=torch.float32)
 
 
 GENERATOR_CLASSES = {"ViT": ImageBert, "UViT": UViTBert}

@@ -14,13 +14,14 @@ Roles in TiTok: frozen stage-1 target (`encode` -> proxy codes, `decode` -> clam
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Tuple
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from modeling.layers import Conv2dSame, ResidualBlock, group_norm
+from modeling.tokenizer import SpatialTokenizer
 
 CHANNEL_MULT = (1, 1, 2, 2, 4)
 
@@ -147,10 +148,12 @@ class MaskGITQuantizer(nn.Module):
         return z_q.view(b, side, side, -1).permute(0, 3, 1, 2).contiguous()
 
 
-class MaskGITVQGAN(nn.Module):
+class MaskGITVQGAN(SpatialTokenizer):
     """Encoder -> quantizer -> decoder; `encode` gives codes (B, h*w), `decode` clamps the image to [0, 1].
 
-    Both run without gradients (the model is a frozen target / reference).
+    Both run without gradients (the model is a frozen target / reference). The token space (`codebook_size`,
+    `token_bits`, `token_grid`) comes from `SpatialTokenizer`; unlike the project's tokenizers, `encode` and `decode`
+    take and give codes, as the official module does.
     """
 
     downsample_factor = 16
@@ -163,25 +166,6 @@ class MaskGITVQGAN(nn.Module):
         self.encoder = MaskGITEncoder(hidden_channels, channel_mult, num_res_blocks, z_channels)
         self.decoder = MaskGITDecoder(hidden_channels, channel_mult, num_res_blocks, z_channels)
         self.quantize = MaskGITQuantizer(codebook_size, z_channels)
-
-    @property
-    def codebook_size(self) -> int:
-        return self.quantize.codebook_size
-
-    @property
-    def token_bits(self) -> Optional[int]:
-        bits = math.log2(self.codebook_size)
-        return int(bits) if bits.is_integer() else None
-
-    def token_grid(self, image_size: int) -> Tuple[int, int]:
-        if image_size % self.downsample_factor:
-            raise ValueError(f"image size {image_size} is not divisible by the MaskGIT-VQGAN's downsampling "
-                             f"factor {self.downsample_factor}.")
-        side = image_size // self.downsample_factor
-        return side, side
-
-    def get_last_layer(self) -> torch.Tensor:
-        return self.decoder.conv_out.weight
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,71 @@
+"""TiTok in the house: presets, token space, loading a released-format hub folder offline, and clear refusals where
+the project does not run TiTok yet (layouts of every preset: tests/test_registry.py)."""
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from modeling import build_generator, create_model, sample, token_space
+from modeling.registry import preset_config
+from utils.errors import MaskbitError
+
+# a reduced S-128-like TiTok (two-stage layout: pixel decoder included) on 64 px images with 8 latent tokens
+SMALL = {"vit_enc_width": 32, "vit_enc_layers": 1, "vit_enc_heads": 2, "vit_dec_width": 32, "vit_dec_layers": 1,
+         "vit_dec_heads": 2, "pixel_vqgan_hidden_channels": 32, "num_latent_tokens": 8,
+         "dataset.preprocessing.crop_size": 64}
+
+
+def test_token_space_and_generator_follow_the_tokenizer():
+    space = token_space(preset_config("titok_s128"))
+    assert (space.codebook_size, space.token_bits, space.grid, space.seq_len) == (4096, 12, (128,), 128)
+    assert token_space(preset_config("titok_sl256_vq8k")).grid == (256,)
+    with torch.device("meta"):
+        generator = build_generator(preset_config("titok_l32"))
+    assert (type(generator).__name__, generator.image_seq_len, generator.codebook_size) == ("ImageBert", 32, 4096)
+    with pytest.raises(ValueError, match="image_seq_len"):
+        with torch.device("meta"):
+            build_generator(preset_config("titok_l32", {"model.generator.image_seq_len": 64}))
+
+
+def test_official_sampling_defaults_per_model():
+    g = {name: preset_config(name).model.generator for name in ("titok_l32", "titok_b64", "titok_s128")}
+    assert [(c.num_steps, c.randomize_temperature, c.guidance_scale, c.guidance_decay) for c in g.values()] == [
+        (8, 9.5, 4.5, "linear"), (8, 11.0, 3.0, "linear"), (64, 2.8, 6.9, "power-cosine")]
+    assert all(c.softmax_temperature_annealing for c in g.values())  # as the official ImageNet sampler
+
+
+def test_released_hub_folder_loads_offline(tmp_path, monkeypatch):
+    """A `yucornetto/tokenizer_titok_*`-style repo (config.json + model.safetensors) in the hub cache loads strictly
+    through hf:// without the network."""
+    import huggingface_hub.constants
+
+    torch.manual_seed(0)
+    model = create_model("titok_s128", **SMALL)
+    snapshot = tmp_path / "models--someone--tokenizer_titok_tiny" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("abc123")
+    (snapshot / "config.json").write_text(json.dumps({"model": {"vq_model": {"num_latent_tokens": 8}}}))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(snapshot / "model.safetensors"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("MASKBIT_OFFLINE", "1")
+    loaded = create_model("titok_s128", pretrained="hf://someone/tokenizer_titok_tiny", **SMALL)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model.eval()(x)[0], loaded(x)[0])
+    with pytest.raises(MaskbitError, match="offline"):
+        create_model("titok_s128", pretrained="hf://someone/not_in_the_cache", **SMALL)
+
+
+def test_what_the_project_does_not_run_yet_says_so(tmp_path, fresh_accelerate_state):
+    from training import TokenizerTrainer
+
+    cfg = preset_config("titok_s128", {**SMALL, "experiment.output_dir": str(tmp_path), "experiment.logger": "tensorboard"})
+    with pytest.raises(MaskbitError, match="own recipe"):
+        TokenizerTrainer(cfg)
+    with torch.device("meta"):
+        generator = create_model("titok_l32__generator")
+    with pytest.raises(MaskbitError, match=r"model.generate"):
+        sample(generator, None, [0])
