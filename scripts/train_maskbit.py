@@ -10,13 +10,14 @@ scripts/pretokenize.py (dataset.params.pretokenized_shards_path_or_url=DIR). Out
 $WORKSPACE/outputs/<experiment.name> (WORKSPACE defaults to ./runs) or experiment.output_dir; re-running the
 same command resumes from the newest complete checkpoint.
 """
-from training.generator_trainer import GeneratorTrainer
+from training import trainer_class
 from utils.config import parse_args_or_exit
 from utils.errors import run_main
 
 
 def main() -> None:
-    GeneratorTrainer(parse_args_or_exit(prog="train_maskbit.py")).train()
+    config = parse_args_or_exit(prog="train_maskbit.py")
+    trainer_class("generator", config)(config).train()  # the trainer registered for the config's generator class
 
 
 if __name__ == "__main__":

@@ -10,13 +10,14 @@
 Output goes to $WORKSPACE/outputs/<experiment.name> (WORKSPACE defaults to ./runs) or experiment.output_dir;
 re-running the same command resumes from the newest complete checkpoint.
 """
-from training import TokenizerTrainer
+from training import trainer_class
 from utils.config import parse_args_or_exit
 from utils.errors import run_main
 
 
 def main() -> None:
-    TokenizerTrainer(parse_args_or_exit(prog="train_tokenizer.py")).train()
+    config = parse_args_or_exit(prog="train_tokenizer.py")
+    trainer_class("tokenizer", config)(config).train()  # the trainer registered for model.vq_model.model_class
 
 
 if __name__ == "__main__":

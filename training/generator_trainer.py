@@ -31,6 +31,7 @@ from training.losses import MLMLoss
 from training.lr_schedule import lr_scheduler_from_config
 from training.optim import build_adamw, scaled_lr
 from training.token_source import load_frozen_tokenizer
+from training.registry import register_trainer
 from training.trainer import Trainer
 from training.visualization import save_grid
 from utils.errors import MaskbitError
@@ -38,6 +39,7 @@ from utils.errors import MaskbitError
 MASK_STREAM = 30  # derived-seed tag of the masking / label-dropout generator
 
 
+@register_trainer("generator", "lfq_bert", "bert")
 class GeneratorTrainer(Trainer):
     main_loss = "mlm_loss"
 

@@ -26,6 +26,7 @@ from training.bit_usage import BitUsageMonitor
 from training.losses import VQGANLoss
 from training.lr_schedule import lr_scheduler_from_config
 from training.optim import build_adamw, scaled_lr
+from training.registry import register_trainer
 from training.trainer import Trainer
 from utils.errors import MaskbitError
 from training.visualization import reconstruction_grid, save_grid
@@ -35,6 +36,7 @@ def _count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+@register_trainer("tokenizer", "vqgan+", "maskgit", "taming")
 class TokenizerTrainer(Trainer):
     def build(self) -> None:
         cfg, acc = self.config, self.accelerator
