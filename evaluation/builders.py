@@ -36,6 +36,6 @@ def lpips_from_config(config, device: torch.device):
 def tokenizer_evaluator_from_config(config, tokenizer, device: torch.device) -> TokenizerEvaluator:
     """Reconstruction metrics of `tokenizer` (its codebook, per-bit usage for bit tokens) with the networks the
     config asks for; the weights of those networks are resolved now, so a missing file fails before any work."""
-    bits = tokenizer.token_bits if tokenizer.is_bit_tokenizer else None
+    bits = tokenizer.token_bits if getattr(tokenizer, "is_bit_tokenizer", False) else None
     return TokenizerEvaluator(tokenizer.codebook_size, bits, inception_from_config(config, device),
                               lpips_from_config(config, device), device)

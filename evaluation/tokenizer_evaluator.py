@@ -117,7 +117,8 @@ def evaluate_tokenizer(model: nn.Module, loader, evaluator: TokenizerEvaluator, 
         images = batch["image"].to(device, non_blocking=True)
         reconstructions, info = model(images)
         originals, reconstructions = images.clamp(0.0, 1.0), reconstructions.clamp(0.0, 1.0)
-        evaluator.update(originals, reconstructions, info.get("min_encoding_indices"))
+        codes = info.get("min_encoding_indices") if isinstance(info, dict) else None  # a VAE's posterior has none
+        evaluator.update(originals, reconstructions, codes)
         if examples is None:
             examples = (originals[:num_examples].cpu(), reconstructions[:num_examples].cpu())
     evaluator.all_reduce()

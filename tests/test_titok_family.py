@@ -1,6 +1,7 @@
 """TiTok in the house: presets, token space, loading a released-format hub folder offline, and clear refusals where
 the project does not run TiTok yet (layouts of every preset: tests/test_registry.py)."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -69,3 +70,29 @@ def test_what_the_project_does_not_run_yet_says_so(tmp_path, fresh_accelerate_st
         generator = create_model("titok_l32__generator")
     with pytest.raises(MaskbitError, match=r"model.generate"):
         sample(generator, None, [0])
+
+
+@pytest.mark.parametrize("name", ["titok_s128", "titok_bl64_vae_c16"])
+def test_eval_tokenizer_script_evaluates_titok(name, tmp_path):
+    """scripts/eval_tokenizer.py on a reduced TiTok (VQ: PSNR, SSIM and codebook metrics; VAE: no codebook)."""
+    import importlib.util
+
+    from data import write_synthetic_shards
+    from utils.config import save_config
+
+    shards = write_synthetic_shards(str(tmp_path / "data"), num_train=4, num_val=6, resolution=64, seed=0)
+    overrides = {**SMALL, "dataset.params.eval_shards_path_or_url": shards["val"],
+                 "dataset.params.num_workers_per_gpu": 0, "training.per_gpu_batch_size": 4,
+                 "evaluation.compute_inception": False, "evaluation.compute_lpips": False}
+    cfg = preset_config(name, overrides)
+    torch.save(create_model(name, **SMALL).state_dict(), tmp_path / "tok.bin")
+    save_config(cfg, tmp_path / "cfg.yaml")
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("eval_tokenizer", root / "scripts" / "eval_tokenizer.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    metrics = script.main([f"config={tmp_path / 'cfg.yaml'}", f"experiment.vqgan_checkpoint={tmp_path / 'tok.bin'}",
+                           f"experiment.output_dir={tmp_path / 'eval'}"])
+    assert metrics["PSNR"] > 0 and 0 < metrics["SSIM"] <= 1
+    assert ("CodebookUsage" in metrics) == (name == "titok_s128")
+    assert (tmp_path / "eval" / "reconstructions.png").is_file()
