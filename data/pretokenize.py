@@ -1,6 +1,7 @@
 """Pre-tokenize a train set into token shards (`scripts/pretokenize.py`; format in `data.token_shards`).
 
-The tokenizer is passed in (any `modeling.SpatialTokenizer`); its token grid and bits define the shards.
+The tokenizer is passed in (any `modeling.SpatialTokenizer`, or a 1D tokenizer such as TiTok); its token grid
+((h, w), or (N,) for 1D tokens) and bits define the shards.
 
 Image i of the train source (in its sample order) is handled by process i % W and stored as `num_views` views,
 view v augmented with the train transform on a generator seeded by (seed, i, v). The tokens therefore depend
@@ -82,6 +83,9 @@ def pretokenize(dataset, tokenizer: torch.nn.Module, state, batch_size: int, see
     num_views = params.pretokenize_num_views
     if num_views < 1:
         raise ValueError(f"dataset.params.pretokenize_num_views must be >= 1, got {num_views}")
+    if tokenizer.token_bits is None:  # a VAE (continuous latents) or a codebook whose size is not a power of two
+        raise ValueError(f"{type(tokenizer).__name__} has no discrete tokens of a whole number of bits (codebook size "
+                         f"{getattr(tokenizer, 'codebook_size', None)}); only such tokenizers can be pretokenized")
     _check_output_dir(out)
     state.wait_for_everyone()
     out.mkdir(parents=True, exist_ok=True)

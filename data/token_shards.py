@@ -5,7 +5,8 @@ structured numpy array (memory-mapped when read) with one record per image,
 
     index     int64              position of the image in the source's sample order
     class_id  int32              class label (-1: the image could not be read and is left out)
-    tokens    uint16 / int32     (num_views, h, w) tokenizer indices of `num_views` augmented views
+    tokens    uint16 / int32     (num_views, *grid) tokenizer indices of `num_views` augmented views; grid is
+                                 (h, w) for 2D tokenizers, (N,) for 1D ones (TiTok)
 
 Train stream (`TokenStream`). Epoch e visits every image once in a seeded permutation: process r of W takes the
 images at permutation positions r, r + W, r + 2W, ... (the remainder of len // W is dropped, so every process
@@ -15,6 +16,7 @@ therefore a pure function of (seed, r, W, p): `start_batch=n` starts exactly at 
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Iterator, Optional
@@ -34,7 +36,7 @@ def token_dtype(token_bits: int) -> np.dtype:
     return np.dtype("<u2") if token_bits <= 16 else np.dtype("<i4")
 
 
-def record_dtype(num_views: int, grid: tuple[int, int], token_bits: int) -> np.dtype:
+def record_dtype(num_views: int, grid: tuple[int, ...], token_bits: int) -> np.dtype:
     return np.dtype([("index", "<i8"), ("class_id", "<i4"), ("tokens", token_dtype(token_bits), (num_views, *grid))])
 
 
@@ -42,7 +44,7 @@ class TokenShardWriter:
     """Fills `directory/tokens-<rank>.npy` with `num_images` records, written under a temporary name and renamed
     by `close()`, so an interrupted run never leaves a shard that looks complete."""
 
-    def __init__(self, directory, rank: int, num_images: int, num_views: int, grid: tuple[int, int],
+    def __init__(self, directory, rank: int, num_images: int, num_views: int, grid: tuple[int, ...],
                  token_bits: int):
         self.path = Path(directory) / SHARD_NAME.format(rank=rank)
         self._tmp = self.path.with_name(self.path.name + ".tmp")
@@ -51,7 +53,7 @@ class TokenShardWriter:
         self.invalid_rows: list[int] = []
 
     def write(self, row: int, index: np.ndarray, class_id: np.ndarray, tokens: np.ndarray) -> None:
-        """Records row..row+n-1: source indices (n,), labels (n,) (-1 = unreadable), tokens (n, views, h, w)."""
+        """Records row..row+n-1: source indices (n,), labels (n,) (-1 = unreadable), tokens (n, views, *grid)."""
         n = len(index)
         block = self._records[row:row + n]
         block["index"], block["class_id"], block["tokens"] = index, class_id, tokens
@@ -100,10 +102,11 @@ class TokenShards:
         return len(self._valid)
 
     def read(self, items: np.ndarray, views: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Valid records `items` (n,) with one view each (n,) -> tokens (n, h*w) int64, class ids (n,) int64."""
+        """Valid records `items` (n,) with one view each (n,) -> tokens (n, prod(grid)) int64 (row-major), class ids
+        (n,) int64."""
         rows = self._valid[items]
         shard_of = np.searchsorted(self._offsets, rows, side="right") - 1
-        tokens = np.empty((len(rows), self.grid[0] * self.grid[1]), dtype=np.int64)
+        tokens = np.empty((len(rows), math.prod(self.grid)), dtype=np.int64)
         labels = np.empty(len(rows), dtype=np.int64)
         for i, (shard, row, view) in enumerate(zip(shard_of, rows, views)):
             record = self._shards[shard][row - self._offsets[shard]]
@@ -113,7 +116,7 @@ class TokenShards:
 
 
 class TokenStream:
-    """Infinite, deterministic batches {"tokens": (B, h*w) int64, "class_id": (B,) int64} of process `rank`."""
+    """Infinite, deterministic batches {"tokens": (B, prod(grid)) int64, "class_id": (B,) int64} of process `rank`."""
 
     def __init__(self, shards: TokenShards, batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
                  start_batch: int = 0):

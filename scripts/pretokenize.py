@@ -5,6 +5,9 @@
         dataset.params.pretokenized_shards_path_or_url=/data/tokens_12bit dataset.params.pretokenize_num_views=4
     python scripts/pretokenize.py config=configs/quickstart/generator_tiny.yaml \
         dataset.params.pretokenized_shards_path_or_url=runs/tokens_tiny
+    python scripts/pretokenize.py config=configs/titok/titok_maskgit.yaml \
+        experiment.vqgan_checkpoint=/models/tokenizer_titok_b64.bin dataset.params.pretokenized_shards_path_or_url=DIR
+                                                          # TiTok: 1D grids (N,) of 12/13-bit tokens
 
 Reads dataset.params.train_shards_path_or_url with the train augmentation of dataset.preprocessing (view v of
 image i seeded by training.seed, i, v), encodes with the frozen tokenizer in fp32 (training.per_gpu_batch_size
@@ -36,7 +39,7 @@ def main() -> None:
     if state.is_main_process:
         s = summary
         print(f"pretokenize.py: {s['num_images']:,} images ({s['skipped']} unreadable, left out) x {s['num_views']} "
-              f"views of {s['grid'][0]}x{s['grid'][1]} {s['token_bits']}-bit tokens in {s['seconds']:.1f} s "
+              f"views of {'x'.join(map(str, s['grid']))} {s['token_bits']}-bit tokens in {s['seconds']:.1f} s "
               f"({s['num_images'] / max(s['seconds'], 1e-9):.1f} images/s over {state.num_processes} process(es)); "
               f"{s['bytes'] / 2**20:.1f} MiB in {config.dataset.params.pretokenized_shards_path_or_url}")
 

@@ -14,8 +14,10 @@ from training.nonfinite import NonFiniteGuard, NonFiniteLossError
 from training.optim import build_adamw, scaled_lr
 from training.run_setup import build_accelerator, set_backend_flags, setup_file_logging
 from training.generator_trainer import GeneratorTrainer
+from training.titok_generator_trainer import TiTokGeneratorTrainer
 from training.registry import register_trainer, trainer_class
 from training.tokenizer_trainer import TokenizerTrainer
+from training.titok_trainer import TiTokTokenizerTrainer  # noqa: F401  (registers model_class titok)
 from training.trainer import Trainer
 
 __all__ = [

@@ -50,8 +50,8 @@ class GeneratorTrainer(Trainer):
         generator = build_generator(cfg).to(self.device)
         if not isinstance(generator, MaskedTokenTransformer):
             raise MaskbitError(f"{type(generator).__name__} is not a MaskBit generator; scripts/train_maskbit.py trains "
-                               f"the bit-token / VQ-token generators of model.mlm_model only (TiTok generator training "
-                               f"is not implemented yet).")
+                               f"the bit-token / VQ-token generators of model.mlm_model here (TiTok generators, "
+                               f"model.generator, train with training.titok_generator_trainer.TiTokGeneratorTrainer).")
         self.token_shards = self._open_token_shards(generator)
         self._check_grid_classes(generator.num_classes)
         source = f"token folder {self.token_shards.directory}" if self.token_shards else "images, tokenized on the fly"

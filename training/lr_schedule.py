@@ -10,6 +10,10 @@ The other names are the official factory's (HuggingFace-style, unused by the off
 `total_steps`), `polynomial` (from the peak lr to the absolute `lr_end` = 1e-7 as `(1 - p) ** power`, power 1;
 `lr_end` afterwards; the peak lr is the optimizer's constructor lr, `optimizer.defaults["lr"]`, as in the
 reference), `linear` (to 0), `constant_with_warmup` and `constant` (no warm-up).
+`cosine_to_end_lr` is TiTok's "cosine" (docs/design/titok-facts.md §5.4): after the warm-up
+`(end_lr + (peak - end_lr) * max(0, cos_term)) / peak` with the absolute `end_lr`. It equals `cosine_with_minimum`
+with `min_lr_ratio = end_lr / peak` mathematically but not in float64 (1-2 ulp apart on ~40% of the steps), so
+TiTok configs use this exact expression.
 
 Process count: the reference hands its schedulers to `accelerator.prepare`, which steps them once per process,
 and compensates by multiplying the step counts by the process count. Here schedulers stay out of `prepare` and
@@ -25,7 +29,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
 SCHEDULES = ("cosine_with_minimum", "cosine", "cosine_with_restarts", "polynomial", "linear", "constant",
-             "constant_with_warmup")
+             "constant_with_warmup", "cosine_to_end_lr")
 
 
 def _warmup(step: int, warmup_steps: int) -> float:
@@ -38,11 +42,12 @@ def _progress(step: int, warmup_steps: int, total_steps: int) -> float:
 
 def lr_multiplier_fn(name: str, warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.1,
                      num_cycles: int = 1, power: float = 1.0, lr_end: float = 1e-7,
-                     peak_lr: Optional[float] = None) -> Callable[[int], float]:
+                     peak_lr: Optional[float] = None, end_lr: float = 0.0) -> Callable[[int], float]:
     """step -> lr / peak lr for schedule `name` (same float expressions as the reference).
 
     min_lr_ratio: cosine_with_minimum floor. num_cycles: cosine_with_restarts cycles. power, lr_end (absolute):
     polynomial, which also needs `peak_lr` (the lr the multiplier is applied to) to turn lr_end into a ratio.
+    end_lr (absolute): cosine_to_end_lr, which also needs `peak_lr`.
     """
     if name not in SCHEDULES:
         raise ValueError(f"lr_scheduler.scheduler must be one of {SCHEDULES}, got {name!r}")
@@ -51,6 +56,8 @@ def lr_multiplier_fn(name: str, warmup_steps: int, total_steps: int, min_lr_rati
             raise ValueError("the polynomial lr schedule needs peak_lr (the optimizer's lr) to reach lr_end")
         if not peak_lr > lr_end:
             raise ValueError(f"lr_scheduler.params.lr_end ({lr_end}) must be smaller than the initial lr ({peak_lr})")
+    if name == "cosine_to_end_lr" and not peak_lr:
+        raise ValueError("the cosine_to_end_lr schedule needs peak_lr (the optimizer's lr) to reach end_lr")
 
     def multiplier(step: int) -> float:
         if name == "constant":
@@ -72,6 +79,8 @@ def lr_multiplier_fn(name: str, warmup_steps: int, total_steps: int, min_lr_rati
             if progress >= 1.0:
                 return 0.0
             return max(0.0, 0.5 * (1.0 + math.cos(math.pi * ((float(num_cycles) * progress) % 1.0))))
+        if name == "cosine_to_end_lr":  # TiTok's float expression
+            return (end_lr + (peak_lr - end_lr) * max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))) / peak_lr
         cos_term = 0.5 * (1.0 + math.cos(math.pi * progress))
         if name == "cosine":
             return max(0.0, cos_term)
@@ -82,20 +91,20 @@ def lr_multiplier_fn(name: str, warmup_steps: int, total_steps: int, min_lr_rati
 
 def build_lr_scheduler(optimizer: Optimizer, name: str, warmup_steps: int, total_steps: int,
                        min_lr_ratio: float = 0.1, num_cycles: int = 1, power: float = 1.0, lr_end: float = 1e-7,
-                       peak_lr: Optional[float] = None) -> LambdaLR:
+                       peak_lr: Optional[float] = None, end_lr: float = 0.0) -> LambdaLR:
     """LambdaLR over optimizer steps; its state dict holds only numbers (safe to load weights_only).
 
     The schedule-specific arguments default to the official values; `peak_lr` (polynomial only) defaults to the
     optimizer's constructor lr, `optimizer.defaults["lr"]`, as in the reference.
     """
-    if peak_lr is None and name == "polynomial":
+    if peak_lr is None and name in ("polynomial", "cosine_to_end_lr"):
         peak_lr = optimizer.defaults["lr"]
     return LambdaLR(optimizer, lr_multiplier_fn(name, warmup_steps, total_steps, min_lr_ratio, num_cycles, power,
-                                                lr_end, peak_lr))
+                                                lr_end, peak_lr, end_lr))
 
 
 def lr_scheduler_from_config(optimizer: Optimizer, lr_scheduler, total_steps: int) -> LambdaLR:
     """`build_lr_scheduler` with the `lr_scheduler` config section (name and params) over `total_steps`."""
     p = lr_scheduler.params
     return build_lr_scheduler(optimizer, lr_scheduler.scheduler, p.warmup_steps, total_steps, p.min_lr_ratio,
-                              num_cycles=p.num_cycles, power=p.power, lr_end=p.lr_end)
+                              num_cycles=p.num_cycles, power=p.power, lr_end=p.lr_end, end_lr=p.end_lr)

@@ -17,8 +17,9 @@ def build_adamw(parameters: Iterable[torch.nn.Parameter], lr: float, optimizer_c
     p = optimizer_config.params if hasattr(optimizer_config, "params") else optimizer_config
     if getattr(optimizer_config, "name", "adamw") != "adamw":
         raise ValueError(f"optimizer.name must be 'adamw', got {optimizer_config.name!r}")
-    parameters = list(parameters)
-    on_cuda = bool(parameters) and all(q.is_cuda and q.is_floating_point() for q in parameters)
+    parameters = list(parameters)  # tensors, or parameter-group dicts (e.g. `no_decay_param_groups`)
+    tensors = [q for g in parameters for q in (g["params"] if isinstance(g, dict) else [g])]
+    on_cuda = bool(tensors) and all(q.is_cuda and q.is_floating_point() for q in tensors)
     return AdamW(parameters, lr=lr, betas=(p.beta1, p.beta2), eps=p.epsilon, weight_decay=p.weight_decay,
                  foreach=False if not on_cuda else None, fused=True if on_cuda else None)
 
@@ -28,3 +29,21 @@ def scaled_lr(lr: float, config, num_processes: int) -> float:
     if not config.optimizer.params.scale_lr:
         return lr
     return lr * config.training.per_gpu_batch_size * num_processes * config.training.gradient_accumulation_steps
+
+
+# TiTok's weight-decay exemptions (docs/design/titok-facts.md §5.4): substrings of the parameter name
+TITOK_NO_DECAY_SUBSTRINGS = ("ln", "bias", "latent_tokens", "mask_token", "embedding", "norm", "gamma", "embed")
+
+
+def no_decay_param_groups(module: torch.nn.Module, weight_decay: float,
+                          substrings: Iterable[str] = TITOK_NO_DECAY_SUBSTRINGS) -> list[dict]:
+    """TiTok's two AdamW groups over the trainable parameters of `module`: weight decay 0 for parameters with fewer
+    than 2 dims or whose name contains any of `substrings` (so `patch_embed.weight` and the codebooks too), the
+    configured decay for the rest. Frozen parameters (requires_grad False) are left out, as in the reference."""
+    decay, no_decay = [], []
+    for name, param in module.named_parameters():
+        if not param.requires_grad:
+            continue
+        exempt = param.ndim < 2 or any(s in name for s in substrings)
+        (no_decay if exempt else decay).append(param)
+    return [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": weight_decay}]

@@ -27,6 +27,8 @@ class ExperimentConfig:
     resume_lr_scheduler: bool = True  # restore the LR scheduler state when resuming
     keep_last: int = 2  # number of checkpoint-<step> folders to keep (0 keeps all)
     init_checkpoint: str = ""  # warm start: full training state from this checkpoint folder
+    init_weight: str = ""  # TiTok (official key): plain model weights loaded before training (stage 2: the stage-1
+    # weights, plus the MaskGIT-VQGAN pixel_ keys); a weights file, run folder or checkpoint-<step> folder
     vqgan_checkpoint: str = ""  # tokenizer weights (eval_tokenizer, and the frozen tokenizer of train_maskbit)
     generator_checkpoint: str = ""  # generator weights (eval_maskbit)
 
@@ -141,6 +143,7 @@ class ModelConfig:
 class MLMLossConfig:
     label_smoothing: float = 0.1
     sum_splits: bool = False  # multiply the loss by the number of splits
+    loss_weight_unmasked_token: float = 0.1  # TiTok generators only: loss weight of unmasked tokens (masked: 1)
 
 
 @dataclass
@@ -162,6 +165,8 @@ class LossesConfig:
     lecam_ema_decay: float = 0.999
     entropy_annealing_steps: int = 2000
     entropy_annealing_factor: float = 2.0
+    kl_weight: float = 1e-6  # TiTok VAE (single-stage): weight of sum(KL) / batch (official default)
+    logvar_init: float = 0.0  # TiTok VAE: frozen scalar log-variance; reconstruction loss / exp(logvar)
     mlm: MLMLossConfig = field(default_factory=MLMLossConfig)
 
 
@@ -222,11 +227,13 @@ class LRSchedulerParamsConfig:
     num_cycles: int = 1  # cosine_with_restarts: hard restarts (cosine cycles) after warm-up (official default 1)
     power: float = 1.0  # polynomial: decay exponent (official default 1.0 = linear to lr_end)
     lr_end: float = 1e-7  # polynomial: final lr, absolute (official 1e-7; must be below the optimizer's lr)
+    end_lr: float = 0.0  # cosine_to_end_lr (TiTok's "cosine"): final lr, absolute (TiTok configs: 1e-5)
 
 
 @dataclass
 class LRSchedulerConfig:
     # cosine_with_minimum | cosine | cosine_with_restarts | polynomial | linear | constant | constant_with_warmup
+    # | cosine_to_end_lr (TiTok)
     scheduler: str = "cosine_with_minimum"
     params: LRSchedulerParamsConfig = field(default_factory=LRSchedulerParamsConfig)
 

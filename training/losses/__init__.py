@@ -8,6 +8,7 @@ from training.losses.mlm import MLMLoss
 from training.losses.perceptual import PerceptualLoss, build_perceptual_loss
 from training.losses.reconstruction import reconstruction_loss
 from training.losses.vqgan_loss import VQGANLoss
+from training.losses.titok import TiTokPixelLoss, proxy_code_loss  # noqa: F401
 
 __all__ = [
     "GAN_LOSSES", "LeCAMRegularizer", "MLMLoss", "PerceptualLoss", "VQGANLoss", "adaptive_gan_weight", "annealed_quantizer_loss",
