@@ -4,7 +4,7 @@
     generator = build_generator(config)          # model.generator     -> by model.generator.model_type (TiTok), else
                                                  # model.mlm_model     -> by model.mlm_model.model_cls
     discriminator = build_discriminator(config)  # model.discriminator -> by model.discriminator.name
-    settings = sampling_config(config)           # model.mlm_model     -> SamplingConfig
+    sample_fn = build_sampler(config, generator, tokenizer)   # the generator family's sampler, config settings
 
 `config` is the merged experiment config of `utils.config.load_config`; a plain (possibly partial) dict is merged
 onto the schema defaults first. Each family's builder sees only its own section, turned into explicit constructor
@@ -15,13 +15,12 @@ codebook size and grid come from one place.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Callable, Sequence, Tuple
 
 import torch
 from torch import nn
 
-from modeling.registry import builder
-from modeling.sampling import SamplingConfig
+from modeling.registry import builder, sampler_recipe
 from utils.config import ConfigLike, as_config
 
 
@@ -70,14 +69,18 @@ def build_generator(config: ConfigLike) -> nn.Module:
     return build(section, token_space(config))
 
 
-def sampling_config(config: ConfigLike) -> SamplingConfig:
-    """The sampler settings of `model.mlm_model` (MaskBit's sampler)."""
-    mlm = as_config(config).model.mlm_model
-    return SamplingConfig(
-        num_steps=mlm.num_steps, guidance_scale=mlm.guidance_scale, guidance_annealing=mlm.guidance_annealing,
-        scale_pow=mlm.scale_pow, randomize_temperature=mlm.randomize_temperature,
-        softmax_temperature=mlm.softmax_temperature, use_sampling_annealing=mlm.use_sampling_annealing,
-        mask_schedule=mlm.gen_mask_schedule_strategy)
+def generation_settings(config: ConfigLike, evaluation: bool = False) -> dict:
+    """What the config's generator family samples with (recorded by evaluation runs)."""
+    config = as_config(config)
+    return sampler_recipe(config).settings(config, evaluation)
+
+
+def build_sampler(config: ConfigLike, generator: nn.Module, tokenizer: nn.Module,
+                  evaluation: bool = False) -> Callable[[torch.Tensor, Sequence[int]], torch.Tensor]:
+    """fn(labels (B,), seeds (B,)) -> images (B, 3, H, W), unclamped: the config's generator family's sampler with
+    the config's settings; sample i depends only on (labels[i], seeds[i])."""
+    config = as_config(config)
+    return sampler_recipe(config).build(config, generator, tokenizer, evaluation)
 
 
 BUILD = {"tokenizer": build_tokenizer, "generator": build_generator, "discriminator": build_discriminator}

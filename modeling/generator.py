@@ -7,14 +7,17 @@ Both share the trunk: class token appended at the end, learned positions, post-n
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Optional
 
 import torch
 from torch import nn
 
-from modeling.registry import register_builder, register_presets
+from modeling.registry import register_builder, register_presets, register_sampler
+from modeling.sampling import SamplingConfig, sample
 from modeling.token_splits import combine_tokens, split_tokens, split_tokens_to_bits
 from modeling.transformer import LAYER_NORM_EPS, TransformerEncoder
+from utils.config import ConfigLike, as_config
 
 
 def _init_weights(module: nn.Module) -> None:
@@ -184,3 +187,34 @@ def _generator_from_config(mlm, tokens) -> MaskedTokenTransformer:
     return cls(bits=tokens.token_bits, codebook_splits=mlm.codebook_splits, seq_len=tokens.seq_len,
                hidden_dim=mlm.hidden_dim, depth=mlm.depth, heads=mlm.heads, mlp_dim=mlm.mlp_dim,
                dropout=mlm.dropout, num_classes=mlm.num_classes, use_prenorm=mlm.use_prenorm)
+
+
+def sampling_config(config: ConfigLike) -> SamplingConfig:
+    """The sampler settings of `model.mlm_model` (MaskBit's sampler)."""
+    mlm = as_config(config).model.mlm_model
+    return SamplingConfig(
+        num_steps=mlm.num_steps, guidance_scale=mlm.guidance_scale, guidance_annealing=mlm.guidance_annealing,
+        scale_pow=mlm.scale_pow, randomize_temperature=mlm.randomize_temperature,
+        softmax_temperature=mlm.softmax_temperature, use_sampling_annealing=mlm.use_sampling_annealing,
+        mask_schedule=mlm.gen_mask_schedule_strategy)
+
+
+@register_sampler("lfq_bert", "bert")
+class MaskBitSampling:
+    """MaskBit's sampler (`modeling.sampling.sample`) with `model.mlm_model`'s settings."""
+
+    @staticmethod
+    def _settings(config, evaluation: bool) -> SamplingConfig:
+        settings = sampling_config(config)
+        return settings.replace(softmax_temperature=1.0) if evaluation else settings  # as the official eval script
+
+    @staticmethod
+    def settings(config, evaluation: bool) -> dict:
+        runtime_only = ("autocast_dtype", "skip_unguided_pass")
+        return {k: v for k, v in dataclasses.asdict(MaskBitSampling._settings(config, evaluation)).items()
+                if k not in runtime_only}
+
+    @staticmethod
+    def build(config, generator, tokenizer, evaluation: bool):
+        settings = MaskBitSampling._settings(config, evaluation)
+        return lambda labels, seeds: sample(generator, tokenizer, labels, seeds=seeds, settings=settings)

@@ -55,6 +55,7 @@ KINDS: Dict[str, Kind] = {k.name: k for k in (
 
 _BUILDERS: Dict[str, Dict[str, Callable]] = {kind: {} for kind in KINDS}
 _PRESET_FOLDERS: List[Tuple[str, str]] = []  # (folder under configs/, main kind)
+_SAMPLERS: Dict[str, type] = {}  # generator class name -> sampling recipe (register_sampler)
 
 
 class UnknownModelError(MaskbitError, ValueError):
@@ -87,6 +88,29 @@ def builder(kind: str, config) -> Tuple[Callable, object]:
         raise UnknownModelError(f"Unknown model.{section}.{key} '{class_name}'; choose one of "
                                 f"{sorted(_BUILDERS[kind])}.")
     return found, config.model[section]
+
+
+def register_sampler(*class_names: str) -> Callable[[type], type]:
+    """Class decorator for a generator family's sampling recipe, a class with two static methods:
+    `settings(config, evaluation) -> dict` (what a run records) and
+    `build(config, generator, tokenizer, evaluation) -> fn(labels (B,), seeds (B,)) -> images (B, 3, H, W)`.
+    `evaluation=True` applies what the family's official evaluation script fixes (e.g. a softmax temperature)."""
+    def decorator(recipe: type) -> type:
+        for name in class_names:
+            _SAMPLERS[name] = recipe
+        return recipe
+    return decorator
+
+
+def sampler_recipe(config):
+    """The sampling recipe registered for the config's generator class."""
+    _import_families()
+    section, key = KINDS["generator"].section_of(config)
+    name = config.model[section][key]
+    if name not in _SAMPLERS:
+        raise UnknownModelError(f"No sampler for model.{section}.{key} '{name}'; samplers exist for "
+                                f"{sorted(_SAMPLERS)}.")
+    return _SAMPLERS[name]
 
 
 def register_presets(folder: str, main: str) -> None:

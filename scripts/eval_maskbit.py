@@ -16,18 +16,18 @@ $WORKSPACE/outputs/<experiment.name>/eval.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import pprint
 import sys
 import time
 
+import torch
 from accelerate import PartialState
 
 from evaluation import (GeneratorEvaluator, SampleChunks, class_labels, default_is_splits, generate_chunks,
                         iterate_chunk_batches, load_fid_stats)
 from evaluation.builders import inception_from_config
-from modeling import SamplingConfig, build_generator, build_tokenizer, load_pretrained, sample, sampling_config
+from modeling import build_generator, build_sampler, build_tokenizer, generation_settings, load_pretrained
 from training.run_setup import set_backend_flags
 from utils.config import ConfigError, parse_args_or_exit
 from utils.errors import run_main
@@ -50,20 +50,21 @@ def to_overrides(argv: list[str]) -> list[str]:
     return [f"{OFFICIAL_FLAGS[k]}={v}" for k, v in vars(flags).items() if v is not None and k in OFFICIAL_FLAGS] + rest
 
 
-def build_sampler(config, device):
-    """(labels (B,), seeds (B,)) -> images (B,3,H,W) from the configured tokenizer and generator checkpoints."""
+def load_sampler(config, device):
+    """(labels (B,), seeds (B,)) -> images (B,3,H,W) from the configured tokenizer and generator checkpoints, with
+    the generator family's sampler and its official evaluation settings (MaskBit: softmax temperature 1.0)."""
     for key in ("vqgan_checkpoint", "generator_checkpoint"):
         if not config.experiment[key]:
             raise ConfigError(f"set experiment.{key}=PATH")
     tokenizer = load_pretrained(build_tokenizer(config), config.experiment.vqgan_checkpoint).to(device)
     generator = load_pretrained(build_generator(config), config.experiment.generator_checkpoint)
     generator.to(device).requires_grad_(False)
-    settings = sampler_settings(config)
-    return lambda labels, seeds: sample(generator, tokenizer, labels, seeds=seeds, settings=settings)
+    return build_sampler(config, generator, tokenizer, evaluation=True)
 
 
-def sampler_settings(config) -> SamplingConfig:
-    return sampling_config(config).replace(softmax_temperature=1.0)  # fixed at 1.0 as in the official script
+def num_classes(config) -> int:
+    with torch.device("meta"):  # the class count the generator is built with, whatever its family
+        return build_generator(config).num_classes
 
 
 def main(argv=None) -> dict:
@@ -80,18 +81,18 @@ def main(argv=None) -> dict:
     inception = inception_from_config(config, device)
 
     out_dir = resolve_output_dir(config, "eval")
-    labels = class_labels(num_samples, config.model.mlm_model.num_classes, cfg.seed)
-    run_info = {"seed": cfg.seed, "resolution": resolution, "num_classes": config.model.mlm_model.num_classes,
+    classes = num_classes(config)
+    labels = class_labels(num_samples, classes, cfg.seed)
+    run_info = {"seed": cfg.seed, "resolution": resolution, "num_classes": classes,
                 "tokenizer": config.experiment.vqgan_checkpoint, "generator": config.experiment.generator_checkpoint,
-                "sampling": {k: v for k, v in dataclasses.asdict(sampler_settings(config)).items()
-                             if k not in ("autocast_dtype", "skip_unguided_pass")}}  # runtime-only
+                "sampling": generation_settings(config, evaluation=True)}
     chunks = SampleChunks(out_dir / "samples", num_samples, cfg.batch_size, run_info)
     state.wait_for_everyone()
 
     if state.is_main_process:
         print("Running generation...")
     if any(not chunks.done(k) for k in chunks.chunks_for(state.process_index, state.num_processes)):
-        sample_fn = build_sampler(config, device)
+        sample_fn = load_sampler(config, device)
         start = time.time()
         made = generate_chunks(sample_fn, chunks, labels, cfg.seed, state.process_index, state.num_processes,
                                progress=state.is_main_process)
@@ -118,7 +119,8 @@ def main(argv=None) -> dict:
     metrics["NumSamples"] = num_samples
     if state.is_main_process:
         print("EVALUATION")
-        print(f"Results for {config.model.vq_model.token_size} bits with {config.model.mlm_model.num_steps} steps.")
+        steps = run_info["sampling"].get("num_steps", run_info["sampling"].get("num_sample_steps"))
+        print(f"Results for {config.model.vq_model.token_size} bits with {steps} steps.")  # the official line
         pprint.pprint(metrics)
         (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     state.wait_for_everyone()

@@ -96,3 +96,41 @@ def test_eval_tokenizer_script_evaluates_titok(name, tmp_path):
     assert metrics["PSNR"] > 0 and 0 < metrics["SSIM"] <= 1
     assert ("CodebookUsage" in metrics) == (name == "titok_s128")
     assert (tmp_path / "eval" / "reconstructions.png").is_file()
+
+
+def test_eval_maskbit_script_samples_titok_generators(tmp_path):
+    """scripts/eval_maskbit.py with a reduced TiTok tokenizer + generator: the ADM .npz from `generate` with the
+    config's sampling values, the same samples for any evaluation batch size (per-sample seeds)."""
+    import importlib.util
+
+    import numpy as np
+
+    from utils.config import save_config
+
+    gen = {"model.generator.hidden_size": 32, "model.generator.num_hidden_layers": 1,
+           "model.generator.num_attention_heads": 2, "model.generator.intermediate_size": 64,
+           "model.generator.image_seq_len": 8, "model.generator.condition_num_classes": 5,
+           "model.generator.num_steps": 4}
+    overrides = {**SMALL, **gen, "evaluation.compute_inception": False, "evaluation.num_samples": 6}
+    torch.manual_seed(0)
+    torch.save(create_model("titok_s128", **SMALL).state_dict(), tmp_path / "tok.bin")
+    generator = create_model("titok_s128__generator", **gen, **{"model.vq_model.num_latent_tokens": 8,
+                                                                 "dataset.preprocessing.crop_size": 64})
+    torch.save(generator.state_dict(), tmp_path / "gen.bin")
+    save_config(preset_config("titok_s128", overrides), tmp_path / "cfg.yaml")
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("eval_maskbit", root / "scripts" / "eval_maskbit.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    common = [f"config={tmp_path / 'cfg.yaml'}", f"experiment.vqgan_checkpoint={tmp_path / 'tok.bin'}",
+              f"experiment.generator_checkpoint={tmp_path / 'gen.bin'}"]
+    runs = {}
+    for batch in (2, 3):
+        out = tmp_path / f"batch{batch}"
+        assert script.main(common + [f"evaluation.batch_size={batch}", f"experiment.output_dir={out}"]) == {
+            "NumSamples": 6}
+        runs[batch] = np.load(out / "samples_6x64x64x3.npz")
+    assert runs[2]["arr_0"].shape == (6, 64, 64, 3) and runs[2]["arr_0"].dtype == np.uint8
+    assert np.array_equal(runs[2]["arr_0"], runs[3]["arr_0"]) and np.array_equal(runs[2]["arr_1"], runs[3]["arr_1"])
+    manifest = json.loads((tmp_path / "batch2" / "samples" / "manifest.json").read_text())
+    assert manifest["sampling"]["guidance_decay"] == "power-cosine" and manifest["num_classes"] == 5

@@ -6,7 +6,9 @@
 """
 from __future__ import annotations
 
-from modeling.registry import register_builder, register_presets
+import torch
+
+from modeling.registry import register_builder, register_presets, register_sampler
 from modeling.titok.generator import build_titok_generator
 from modeling.titok.maskgit_vqgan import build_maskgit_vqgan
 from modeling.titok.tokenizer import build_titok
@@ -44,3 +46,27 @@ def _titok_generator_from_config(gen, tokens):
         num_attention_heads=gen.num_attention_heads, intermediate_size=gen.intermediate_size, dropout=gen.dropout,
         attn_drop=gen.attn_drop, image_seq_len=gen.image_seq_len, condition_num_classes=gen.condition_num_classes,
         codebook_size=tokens.codebook_size)
+
+
+@register_sampler("ViT", "UViT")
+class TiTokSampling:
+    """`generate` with `model.generator`'s sampling values (the official per-model ones in configs/titok/), decoded by
+    the TiTok tokenizer."""
+
+    @staticmethod
+    def settings(config, evaluation: bool) -> dict:
+        g = config.model.generator
+        return dict(guidance_scale=g.guidance_scale, guidance_decay=g.guidance_decay,
+                    guidance_scale_pow=g.guidance_scale_pow, randomize_temperature=g.randomize_temperature,
+                    softmax_temperature_annealing=g.softmax_temperature_annealing, num_sample_steps=g.num_steps)
+
+    @staticmethod
+    def build(config, generator, tokenizer, evaluation: bool):
+        settings = TiTokSampling.settings(config, evaluation)
+
+        @torch.no_grad()
+        def sample_images(labels, seeds):
+            device = next(generator.parameters()).device
+            ids = generator.generate(torch.as_tensor(labels).to(device), seeds=seeds, **settings)
+            return tokenizer.decode_tokens(ids)
+        return sample_images
