@@ -14,7 +14,7 @@ from helpers_generator_training import make_token_folder
 from modeling import build_generator, build_tokenizer, load_pretrained
 from modeling.registry import preset_config
 from modeling.tokenizer import tokenize
-from train_utils import assert_bitwise_equal
+from train_utils import REPO, assert_bitwise_equal
 from training import trainer_class
 from training.optim import no_decay_param_groups
 from training.titok_generator_trainer import TiTokGeneratorTrainer, TiTokMLMLoss
@@ -216,7 +216,7 @@ def test_train_maskbit_script_dispatches_to_the_titok_trainer(data, tmp_path, mo
                                "model.generator.num_hidden_layers": 2})
     assert trainer_class("generator", cfg) is TiTokGeneratorTrainer
     save_config(cfg, tmp_path / "cfg.yaml")
-    spec = importlib.util.spec_from_file_location("train_maskbit", "scripts/train_maskbit.py")
+    spec = importlib.util.spec_from_file_location("train_maskbit", REPO / "scripts" / "train_maskbit.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     monkeypatch.setattr(sys, "argv", ["train_maskbit.py", f"config={tmp_path / 'cfg.yaml'}"])

@@ -13,6 +13,7 @@ from modeling import build_generator, build_tokenizer, load_pretrained
 from utils.run_layout import read_metrics
 from training.generator_trainer import GeneratorTrainer
 from training.token_source import TokenizerCheckpointError
+from conftest import reset_accelerate_state
 from train_utils import write_yaml
 
 
@@ -143,3 +144,22 @@ def test_vq_tokenizer_with_the_embedding_generator(data, tmp_path):
     assert type(generator).__name__ == "EmbeddingTokenTransformer" and generator.mask_token == 32
     record = read_metrics(tmp_path / "metrics.jsonl")[-1]
     assert record["step"] == 2 and np.isfinite(record["train/mlm_loss"])
+
+
+def test_resume_with_dropout_and_on_the_fly_tokens_is_bitwise(data, tmp_path):
+    """Straight 4 steps == the step-2 checkpoint resumed to step 4, with dropout drawing from the global RNG: the
+    resumed run must not draw the image DataLoader's seed a second time."""
+    import shutil
+
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    overrides = dict(tokens=False, model={"mlm_model": {"dropout": 0.1}}, training={"max_train_steps": 4},
+                     experiment={"save_every": 2, "generate_every": 100})
+    GeneratorTrainer(config(data, straight, **overrides)).train()
+    reset_accelerate_state()
+    resumed.mkdir()
+    shutil.copytree(straight / "checkpoint-2", resumed / "checkpoint-2")
+    GeneratorTrainer(config(data, resumed, **overrides)).train()
+    for name in ("unwrapped_model/pytorch_model.bin", "ema_model/pytorch_model.bin"):
+        a = torch.load(straight / "checkpoint-4" / name, weights_only=True)
+        b = torch.load(resumed / "checkpoint-4" / name, weights_only=True)
+        assert all(torch.equal(a[k], b[k]) for k in a), name

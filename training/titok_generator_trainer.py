@@ -131,16 +131,6 @@ class TiTokGeneratorTrainer(GeneratorTrainer):
             raise ValueError(f"sample.classes {bad} are not class ids of this generator (model.generator."
                              f"condition_num_classes={num_classes}); they select the rows of the training image grids.")
 
-    def train_batches(self, start_batch: int):
-        """`GeneratorTrainer.train_batches`, leaving the global RNG untouched: a DataLoader draws its workers' base
-        seed from the global RNG when its iterator is created (once per run, so a resumed run would draw it after
-        restoring the checkpoint's RNG state and shift the dropout stream). The image stream itself is seeded
-        explicitly and does not depend on that seed."""
-        state = torch.get_rng_state()
-        batches = super().train_batches(start_batch)
-        torch.set_rng_state(state)
-        return batches
-
     def masking_draws(self, batch_size: int, seq_len: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(timesteps (B,), noise (B, N), label-drop mask (B,)) of the next micro-batch, on the device."""
         acc, cfg = self.accelerator, self.config

@@ -129,9 +129,12 @@ class Trainer:
     # ---------------------------------------------------------------------------------------------- loop
     def train(self) -> None:
         cfg, acc = self.config, self.accelerator
-        self.resume()
+        resumed = self.resume()
         accumulation = cfg.training.gradient_accumulation_steps
+        rng = torch.get_rng_state() if resumed else None
         batches = self.train_batches(start_batch=self.global_step * accumulation)
+        if rng is not None:  # creating a DataLoader iterator draws a seed from the global RNG; the run that wrote the
+            torch.set_rng_state(rng)  # checkpoint drew it before, so a resumed run must not draw it again (dropout)
         for model in self.models.values():
             model.train()
         self.logger.info(f"Training from step {self.global_step} to {cfg.training.max_train_steps}: "
@@ -245,16 +248,18 @@ class Trainer:
         self.logger.info(f"Saved {path}")
         return path
 
-    def resume(self) -> None:
-        """Continue from the newest complete checkpoint (experiment.resume) or warm-start from init_checkpoint."""
+    def resume(self) -> bool:
+        """Continue from the newest complete checkpoint (experiment.resume) or warm-start from init_checkpoint;
+        True when a checkpoint was loaded."""
         cfg = self.config
         path = latest_checkpoint(self.output_dir) if cfg.experiment.resume else None
         if path is None and cfg.experiment.init_checkpoint:
             path = Path(cfg.experiment.init_checkpoint)
         if path is None:
             self.logger.info("No checkpoint to resume from: training from scratch.")
-            return
+            return False
         self.load_checkpoint(path)
+        return True
 
     def load_checkpoint(self, path: Path) -> None:
         state = self.checkpoints.load(path)

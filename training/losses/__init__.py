@@ -11,7 +11,8 @@ from training.losses.vqgan_loss import VQGANLoss
 from training.losses.titok import TiTokPixelLoss, proxy_code_loss  # noqa: F401
 
 __all__ = [
-    "GAN_LOSSES", "LeCAMRegularizer", "MLMLoss", "PerceptualLoss", "VQGANLoss", "adaptive_gan_weight", "annealed_quantizer_loss",
-    "build_perceptual_loss", "entropy_annealing_coefficient", "hinge_d_loss", "hinge_g_loss", "lecam_loss",
-    "non_saturating_d_loss", "non_saturating_g_loss", "reconstruction_loss", "vanilla_d_loss",
+    "GAN_LOSSES", "LeCAMRegularizer", "MLMLoss", "PerceptualLoss", "TiTokPixelLoss", "VQGANLoss", "adaptive_gan_weight",
+    "annealed_quantizer_loss", "build_perceptual_loss", "entropy_annealing_coefficient", "hinge_d_loss", "hinge_g_loss",
+    "lecam_loss", "non_saturating_d_loss", "non_saturating_g_loss", "proxy_code_loss", "reconstruction_loss",
+    "vanilla_d_loss",
 ]
