@@ -255,3 +255,24 @@ def test_single_stage_runs_train_the_whole_model_against_the_discriminator(name,
     records = (out / "metrics.jsonl").read_text()
     assert "train/discriminator_loss" in records and "eval/PSNR" in records
     assert ("train/kl_loss" in records) == ("vae" in name)
+
+
+def test_stage2_sigkill_and_resume_is_bitwise(stage1_run, assets, tmp_path, fresh_accelerate_state):
+    """scripts/train_tokenizer.py on a TiTok stage-2 config, SIGKILLed after checkpoint 2 and run again, ends equal
+    to an uninterrupted run (the resumed half trains the decoder, the discriminator and LeCAM)."""
+    from train_utils import kill_after_checkpoint_and_resume
+    from utils.config import save_config
+
+    _, stage1_out = stage1_run
+    extra = dict(vit_enc_model_size="small", vit_dec_model_size="small",
+                 **{"experiment.init_weight": str(stage1_out / "pytorch_model.bin"), "losses.discriminator_start": 2,
+                    "losses.perceptual_loss": "none", "model.discriminator.hidden_channels": 32,
+                    "experiment.eval_every": 100, "experiment.generate_every": 100})
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    TiTokTokenizerTrainer(config("titok_stage2", assets, straight, **extra)).train()
+    reset_accelerate_state()
+    save_config(config("titok_stage2", assets, killed, **extra), tmp_path / "cfg.yaml")
+    kill_after_checkpoint_and_resume(tmp_path / "cfg.yaml", killed, 2, 4)
+    for name in ("unwrapped_model/pytorch_model.bin", "ema_model/pytorch_model.bin", "training_state.pt"):
+        assert_bitwise_equal(load(straight / "checkpoint-4" / name), load(killed / "checkpoint-4" / name), name)
+    assert_bitwise_equal(load(straight / "pytorch_model.bin"), load(killed / "pytorch_model.bin"), "export")

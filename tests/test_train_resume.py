@@ -1,16 +1,10 @@
 """Exact resume: a run SIGKILLed after checkpoint N and resumed to 2N equals an uninterrupted 2N run, bitwise."""
-import signal
-import subprocess
-import sys
-import time
-
-import pytest
 import torch
 
 from data import write_synthetic_shards
 from training import TokenizerTrainer
 from conftest import reset_accelerate_state
-from train_utils import REPO, assert_bitwise_equal, subprocess_env, tiny_config, write_yaml
+from train_utils import assert_bitwise_equal, kill_after_checkpoint_and_resume, tiny_config, write_yaml
 
 N = 3  # the GAN starts at step 3, so the resumed half trains generator, discriminator and LeCAM
 
@@ -29,24 +23,8 @@ def test_sigkill_and_resume_reaches_the_same_parameters(tmp_path):
     reset_accelerate_state()
 
     killed = tmp_path / "killed"
-    command = [sys.executable, str(REPO / "scripts" / "train_tokenizer.py"),
-               f"config={write_yaml(tiny_config(shards, killed, **overrides), tmp_path / 'cfg.yaml')}"]
-    process = subprocess.Popen(command, cwd=REPO, env=subprocess_env(), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE)
-    deadline = time.time() + 240
-    while not (killed / f"checkpoint-{N}" / "metadata.json").exists():
-        assert process.poll() is None, process.stderr.read().decode()[-3000:]
-        assert time.time() < deadline, "no checkpoint written in time"
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    process.stderr.close()
-    if (killed / f"checkpoint-{2 * N}").exists():
-        pytest.fail("the run finished before it could be killed; the test did not exercise resuming")
-
-    resumed = subprocess.run(command, cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"Resumed from {killed / f'checkpoint-{N}'} at step {N}" in resumed.stdout
+    config_path = write_yaml(tiny_config(shards, killed, **overrides), tmp_path / "cfg.yaml")
+    kill_after_checkpoint_and_resume(config_path, killed, N, 2 * N)
 
     a, b = straight / f"checkpoint-{2 * N}", killed / f"checkpoint-{2 * N}"
     for name in ("unwrapped_model/pytorch_model.bin", "ema_model/pytorch_model.bin", "training_state.pt"):

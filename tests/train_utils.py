@@ -1,10 +1,13 @@
 """Shared helpers of the tests/test_train_*.py end-to-end tests: tiny configs and synthetic shards."""
 import copy
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
 import torch
 from omegaconf import OmegaConf
 
@@ -69,3 +72,24 @@ def assert_bitwise_equal(a, b, where=""):
         assert torch.equal(a, b), where
     else:
         assert a == b, where
+
+
+def kill_after_checkpoint_and_resume(config_path, output_dir, step: int, final_step: int) -> None:
+    """Run scripts/train_tokenizer.py on `config_path`, SIGKILL it once `checkpoint-<step>` is complete, then run
+    the same command again to the end (it must resume from that checkpoint)."""
+    command = [sys.executable, str(REPO / "scripts" / "train_tokenizer.py"), f"config={config_path}"]
+    process = subprocess.Popen(command, cwd=REPO, env=subprocess_env(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while not (output_dir / f"checkpoint-{step}" / "metadata.json").exists():
+        assert process.poll() is None, process.stderr.read().decode()[-3000:]
+        assert time.time() < deadline, "no checkpoint written in time"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    process.stderr.close()
+    if (output_dir / f"checkpoint-{final_step}").exists():
+        pytest.fail("the run finished before it could be killed; the test did not exercise resuming")
+    resumed = subprocess.run(command, cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"Resumed from {output_dir / f'checkpoint-{step}'} at step {step}" in resumed.stdout
