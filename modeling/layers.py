@@ -25,8 +25,8 @@ class Conv2dSame(nn.Conv2d):
     instead of an explicit `F.pad` copy (identical values, one memory pass fewer).
 
     Why not timm's `Conv2dSame`: its forward is bitwise identical (same keys, same padding), but it always pads
-    explicitly, which measured 0-4% slower on CPU (3x3 conv 128->128 on 2x128x64x64) and gives input gradients that
-    differ in the last bits under channels_last with symmetric padding.
+    explicitly: no faster anywhere and slower at stride 1 on CPU (`scripts/benchmark_conv_same.py`), and its input
+    gradients differ in the last bits under channels_last with symmetric padding.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -20,6 +20,7 @@ Two things are registered, both by the family's own module, so that adding a fam
 from __future__ import annotations
 
 import fnmatch
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
@@ -131,15 +132,23 @@ class Preset:
 def presets() -> Dict[str, Preset]:
     """Every registered preset (main models and their second parts), by name."""
     _import_families()
+    return dict(_preset_table(tuple(_PRESET_FOLDERS)))
+
+
+@functools.lru_cache(maxsize=None)
+def _preset_table(folders: Tuple[Tuple[str, str], ...]) -> Dict[str, Preset]:
+    """The presets of `folders`, read once per process (the YAMLs are only looked at for their model sections)."""
     from omegaconf import OmegaConf
 
     found: Dict[str, Preset] = {}
-    for folder, main in _PRESET_FOLDERS:
+    for folder, main in folders:
         for path in sorted((CONFIG_ROOT / folder).glob("*.yaml")):
             found[path.stem] = Preset(path.stem, path, main)
+            if main != "tokenizer":
+                continue  # only a tokenizer config also describes second parts (discriminator, generator)
             sections = (OmegaConf.load(path).get("model") or {}).keys()
             for kind in KINDS.values():
-                if kind.name != main and main == "tokenizer" and any(s in sections for s, _ in kind.sections):
+                if kind.name != main and any(s in sections for s, _ in kind.sections):
                     name = f"{path.stem}__{kind.name}"
                     found[name] = Preset(name, path, kind.name)
     return found

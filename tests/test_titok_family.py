@@ -24,6 +24,10 @@ def test_token_space_and_generator_follow_the_tokenizer():
     with torch.device("meta"):
         generator = build_generator(preset_config("titok_l32"))
     assert (type(generator).__name__, generator.image_seq_len, generator.codebook_size) == ("ImageBert", 32, 4096)
+    with pytest.raises(ValueError, match="VAE without a codebook"):
+        with torch.device("meta"):
+            build_generator(preset_config("titok_maskgit", {"model.vq_model.quantize_mode": "vae",
+                                                            "model.vq_model.finetune_decoder": False}))
     with pytest.raises(ValueError, match="image_seq_len"):
         with torch.device("meta"):
             build_generator(preset_config("titok_l32", {"model.generator.image_seq_len": 64}))

@@ -17,6 +17,7 @@ and the same on any device. Dropout inside the generator uses the global RNG, ch
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Mapping, Optional
 
 import torch
@@ -48,25 +49,39 @@ class GeneratorTrainer(Trainer):
         # tokenizer first, as the official script: the global RNG is in the same state when the generator is built
         self.tokenizer = load_frozen_tokenizer(cfg, self.device)
         generator = build_generator(cfg).to(self.device)
-        if not isinstance(generator, MaskedTokenTransformer):
-            raise MaskbitError(f"{type(generator).__name__} is not a MaskBit generator; scripts/train_maskbit.py trains "
-                               f"the bit-token / VQ-token generators of model.mlm_model here (TiTok generators, "
-                               f"model.generator, train with training.titok_generator_trainer.TiTokGeneratorTrainer).")
+        self.check_models(generator)
         self.token_shards = self._open_token_shards(generator)
         self._check_grid_classes(generator.num_classes)
         source = f"token folder {self.token_shards.directory}" if self.token_shards else "images, tokenized on the fly"
         self.logger.info(f"Generator: {sum(p.numel() for p in generator.parameters()):,} parameters "
-                         f"({cfg.model.mlm_model.model_cls}, {generator.bits} bits in {generator.splits} splits, "
-                         f"{generator.seq_len} tokens); frozen tokenizer {cfg.experiment.vqgan_checkpoint}; "
+                         f"({self.describe(generator)}); frozen tokenizer {cfg.experiment.vqgan_checkpoint}; "
                          f"training on {source}")
-        optimizer = build_adamw(generator.parameters(),
+        optimizer = build_adamw(self.parameter_groups(generator),
                                 scaled_lr(cfg.optimizer.params.learning_rate, cfg, acc.num_processes), cfg.optimizer)
         generator, optimizer = acc.prepare(generator, optimizer)
         scheduler = lr_scheduler_from_config(optimizer, cfg.lr_scheduler, cfg.training.max_train_steps)
         self.register("generator", models={"generator": generator}, optimizers={"generator": optimizer},
                       schedulers={"generator": scheduler})
-        self.loss_fn = MLMLoss(cfg.losses.mlm.label_smoothing, cfg.losses.mlm.sum_splits)
+        self.loss_fn = self.build_loss()
         self._batch_number = 0  # micro-batches consumed: the masking seed (reset by train_batches on resume)
+
+    # ------------------------------------------------------------------- what a generator family changes
+    def check_models(self, generator) -> None:
+        if not isinstance(generator, MaskedTokenTransformer):
+            raise MaskbitError(f"{type(generator).__name__} is not a MaskBit generator; scripts/train_maskbit.py trains "
+                               f"the bit-token / VQ-token generators of model.mlm_model here (TiTok generators, "
+                               f"model.generator, train with training.titok_generator_trainer.TiTokGeneratorTrainer).")
+
+    def describe(self, generator) -> str:
+        return (f"{self.config.model.mlm_model.model_cls}, {generator.bits} bits in {generator.splits} splits, "
+                f"{generator.seq_len} tokens")
+
+    def parameter_groups(self, generator):
+        return generator.parameters()
+
+    def build_loss(self) -> torch.nn.Module:
+        mlm = self.config.losses.mlm
+        return MLMLoss(mlm.label_smoothing, mlm.sum_splits)
 
     # ------------------------------------------------------------------------------------------- data
     def _open_token_shards(self, generator) -> Optional[TokenShards]:
@@ -75,10 +90,11 @@ class GeneratorTrainer(Trainer):
         if not path:
             return None
         shards = TokenShards(path)
-        grid = shards.grid[0] * shards.grid[1]
-        if shards.token_bits != generator.bits or grid != generator.seq_len:
+        bits = self.tokenizer.token_bits  # the token space is the tokenizer's, 2D grid or 1D sequence
+        length = math.prod(self.tokenizer.token_grid(self.config.dataset.preprocessing.resolution))
+        if shards.token_bits != bits or math.prod(shards.grid) != length:
             raise ValueError(f"token folder '{path}' holds {shards.token_bits}-bit tokens on a {shards.grid} grid, "
-                             f"but this config's generator expects {generator.bits} bits x {generator.seq_len} tokens "
+                             f"but this config expects {bits} bits x {length} tokens "
                              f"(model.vq_model, dataset.preprocessing.resolution). Pretokenize with this config.")
         if shards.meta.get("tokenizer_fingerprint") != tokenizer_fingerprint(self.tokenizer):
             raise ValueError(f"token folder '{path}' was made with other tokenizer weights "
@@ -132,8 +148,8 @@ class GeneratorTrainer(Trainer):
     def _check_grid_classes(self, num_classes: int) -> None:
         bad = [c for c in self.config.sample.classes if not 0 <= c < num_classes]
         if bad:
-            raise ValueError(f"sample.classes {bad} are not class ids of this generator (model.mlm_model.num_classes="
-                             f"{num_classes}); they select the rows of the training image grids.")
+            raise ValueError(f"sample.classes {bad} are not class ids of this generator ({num_classes} classes); they "
+                             f"select the rows of the training image grids.")
 
     @torch.no_grad()
     def visualize(self, batch: Mapping) -> None:

@@ -25,8 +25,7 @@ config's sampling values (`model.generator`), image k seeded by `sample.seed + k
 """
 from __future__ import annotations
 
-import math
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Dict, Mapping, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -34,15 +33,11 @@ from torch import nn
 from torchvision.utils import make_grid
 
 from data.streams import derive_seed
-from data.token_shards import TokenShards
-from modeling import build_generator, label_drop_mask
+from modeling import label_drop_mask
 from modeling.titok.generator import ImageBert
-from modeling.tokenizer import tokenizer_fingerprint
 from training.generator_trainer import MASK_STREAM, GeneratorTrainer
-from training.lr_schedule import lr_scheduler_from_config
-from training.optim import build_adamw, no_decay_param_groups, scaled_lr
+from training.optim import no_decay_param_groups
 from training.registry import register_trainer
-from training.token_source import load_frozen_tokenizer
 from training.visualization import save_grid
 from utils.errors import MaskbitError
 
@@ -81,55 +76,21 @@ class TiTokGeneratorTrainer(GeneratorTrainer):
 
     main_loss = "loss"
 
-    def build(self) -> None:
-        cfg, acc = self.config, self.accelerator
-        self.tokenizer = load_frozen_tokenizer(cfg, self.device)  # tokenizer first, as GeneratorTrainer
-        if getattr(self.tokenizer, "codebook_size", None) is None:
-            raise MaskbitError(f"experiment.vqgan_checkpoint '{cfg.experiment.vqgan_checkpoint}' is a "
-                               f"{type(self.tokenizer).__name__} without a codebook (model.vq_model.quantize_mode="
-                               f"{cfg.model.vq_model.quantize_mode}); TiTok generators train on VQ tokens.")
-        generator = build_generator(cfg).to(self.device)
+    def check_models(self, generator) -> None:
         if not isinstance(generator, ImageBert):
             raise MaskbitError(f"{type(generator).__name__} is not a TiTok generator (model.generator.model_type "
                                f"ViT / UViT); MaskBit generators (model.mlm_model) train with GeneratorTrainer.")
-        self.token_shards = self._open_token_shards(generator)
-        self._check_grid_classes(generator.num_classes)
-        source = f"token folder {self.token_shards.directory}" if self.token_shards else "images, tokenized on the fly"
-        gen = cfg.model.generator
-        self.logger.info(f"Generator: {sum(p.numel() for p in generator.parameters()):,} parameters "
-                         f"({gen.model_type}, {generator.codebook_size} codes x {generator.image_seq_len} tokens); "
-                         f"frozen tokenizer {cfg.experiment.vqgan_checkpoint}; training on {source}")
-        groups = no_decay_param_groups(generator, cfg.optimizer.params.weight_decay)  # TiTok's two groups (§5.4)
-        optimizer = build_adamw(groups, scaled_lr(cfg.optimizer.params.learning_rate, cfg, acc.num_processes),
-                                cfg.optimizer)
-        generator, optimizer = acc.prepare(generator, optimizer)
-        scheduler = lr_scheduler_from_config(optimizer, cfg.lr_scheduler, cfg.training.max_train_steps)
-        self.register("generator", models={"generator": generator}, optimizers={"generator": optimizer},
-                      schedulers={"generator": scheduler})
-        self.loss_fn = TiTokMLMLoss(cfg.losses.mlm.label_smoothing, cfg.losses.mlm.loss_weight_unmasked_token)
-        self._batch_number = 0  # micro-batches consumed: the masking seed (reset by train_batches on resume)
 
-    def _open_token_shards(self, generator) -> Optional[TokenShards]:
-        path = self.config.dataset.params.pretokenized_shards_path_or_url
-        if not path:
-            return None
-        shards = TokenShards(path)
-        if shards.token_bits != self.tokenizer.token_bits or math.prod(shards.grid) != generator.image_seq_len:
-            raise ValueError(f"token folder '{path}' holds {shards.token_bits}-bit tokens on a {shards.grid} grid, but "
-                             f"this config's TiTok has {self.tokenizer.token_bits}-bit tokens x "
-                             f"{generator.image_seq_len} (model.vq_model). Pretokenize with this config.")
-        if shards.meta.get("tokenizer_fingerprint") != tokenizer_fingerprint(self.tokenizer):
-            raise ValueError(f"token folder '{path}' was made with other tokenizer weights "
-                             f"('{shards.meta.get('tokenizer_checkpoint')}') than experiment.vqgan_checkpoint "
-                             f"'{self.config.experiment.vqgan_checkpoint}'. Set experiment.vqgan_checkpoint to the "
-                             f"tokenizer that made the tokens, or re-run scripts/pretokenize.py with this one.")
-        return shards
+    def describe(self, generator) -> str:
+        return (f"{self.config.model.generator.model_type}, {generator.codebook_size} codes x "
+                f"{generator.image_seq_len} tokens")
 
-    def _check_grid_classes(self, num_classes: int) -> None:
-        bad = [c for c in self.config.sample.classes if not 0 <= c < num_classes]
-        if bad:
-            raise ValueError(f"sample.classes {bad} are not class ids of this generator (model.generator."
-                             f"condition_num_classes={num_classes}); they select the rows of the training image grids.")
+    def parameter_groups(self, generator):
+        return no_decay_param_groups(generator, self.config.optimizer.params.weight_decay)  # TiTok's two groups
+
+    def build_loss(self) -> nn.Module:
+        mlm = self.config.losses.mlm
+        return TiTokMLMLoss(mlm.label_smoothing, mlm.loss_weight_unmasked_token)
 
     def masking_draws(self, batch_size: int, seq_len: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(timesteps (B,), noise (B, N), label-drop mask (B,)) of the next micro-batch, on the device."""

@@ -19,7 +19,7 @@ metrics.jsonl and image grids are the base `Trainer`'s.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Mapping
 
 import torch
 
@@ -81,11 +81,9 @@ class TiTokTokenizerTrainer(TokenizerTrainer):
         if self.stage == "stage1":
             self.proxy = load_maskgit_vqgan(cfg).to(self.device)
         self._load_init_weights(tokenizer)
-        models = {"tokenizer": tokenizer}
         params = cfg.optimizer.params
         optimizer = build_adamw(no_decay_param_groups(tokenizer, params.weight_decay),
                                 scaled_lr(params.learning_rate, cfg, acc.num_processes), cfg.optimizer)
-        optimizers = {"tokenizer": optimizer}
         self.loss_fn = None
         if self.stage != "stage1":
             discriminator = build_discriminator(cfg).to(self.device)
@@ -133,7 +131,7 @@ class TiTokTokenizerTrainer(TokenizerTrainer):
             if not cfg.experiment.init_weight:
                 self.logger.warning("TiTok stage 2 without experiment.init_weight: the frozen encoder and quantizer "
                                     "keep their random init (set it to the stage-1 weights).")
-                state = {**{k: v for k, v in tokenizer.state_dict().items()}, **state}
+                state = {**tokenizer.state_dict(), **state}
         if not state:
             return
         check_compatible(tokenizer, state, source=" + ".join(source))
@@ -197,27 +195,7 @@ class TiTokTokenizerTrainer(TokenizerTrainer):
         save_grid(grid, self.output_dir / "train_images" / f"{self.global_step:08d}.png")
         self.log_image("train/reconstructions", grid)
 
-    @torch.no_grad()
-    def evaluate(self) -> Optional[dict]:
-        """Reconstruction metrics with the EMA weights; reconstructions clamped and rounded to the uint8 grid
-        (`round(x * 255) / 255`) before the evaluator, as the reference."""
-        if self._evaluator is None:
-            return None
-        from data import build_eval_dataloader
-        acc, evaluator, model, cfg = self.accelerator, self._evaluator, self._eval_model(), self.config
-        was_training = model.training
-        model.eval()
-        evaluator.reset()
-        for batch in build_eval_dataloader(cfg.dataset, cfg.training.per_gpu_batch_size, acc.process_index,
-                                           acc.num_processes):
-            x = self._images(batch)
-            x_rec, codes = self._reconstruct(model, x)
-            x_rec = torch.round(x_rec.clamp(0.0, 1.0) * 255.0) / 255.0
-            evaluator.update(x.clamp(0.0, 1.0), x_rec, codes)
-        model.train(was_training)
-        evaluator.all_reduce()
-        result = evaluator.result()
-        scalars = {f"eval/{k}": float(v) for k, v in result.items() if not isinstance(v, (list, tuple))}
-        self.metrics.log(self.global_step, scalars)
-        self.logger.info(f"eval at step {self.global_step}: " + " ".join(f"{k[5:]} {v:.4f}" for k, v in scalars.items()))
-        return result
+    def eval_reconstruction(self, model: torch.nn.Module, x: torch.Tensor):
+        """Clamped and rounded to the uint8 grid (`round(x * 255) / 255`) before the evaluator, as the reference."""
+        x_rec, codes = self._reconstruct(model, x)
+        return torch.round(x_rec.clamp(0.0, 1.0) * 255.0) / 255.0, codes

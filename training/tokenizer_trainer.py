@@ -138,6 +138,11 @@ class TokenizerTrainer(Trainer):
         from evaluation.builders import tokenizer_evaluator_from_config
         return tokenizer_evaluator_from_config(cfg, self.unwrap("tokenizer"), self.device)
 
+    def eval_reconstruction(self, model: torch.nn.Module, x: torch.Tensor):
+        """(reconstruction clamped to [0, 1], token indices) of eval images `x` (fp32, as the reference)."""
+        x_rec, info = model(x)
+        return x_rec.clamp(0.0, 1.0), info["min_encoding_indices"]
+
     @torch.no_grad()
     def evaluate(self) -> Optional[dict]:
         if self._evaluator is None:
@@ -151,8 +156,7 @@ class TokenizerTrainer(Trainer):
         for batch in build_eval_dataloader(cfg.dataset, cfg.training.per_gpu_batch_size, acc.process_index,
                                            acc.num_processes):
             x = self._images(batch)
-            x_rec, info = model(x)
-            evaluator.update(x.clamp(0.0, 1.0), x_rec.clamp(0.0, 1.0), info["min_encoding_indices"])
+            evaluator.update(x.clamp(0.0, 1.0), *self.eval_reconstruction(model, x))
         model.train(was_training)
         evaluator.all_reduce()
         result = evaluator.result()

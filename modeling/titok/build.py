@@ -38,6 +38,9 @@ def _maskgit_vqgan_from_config(vq, image_size: int):
 @register_builder("generator", "ViT", "UViT")
 def _titok_generator_from_config(gen, tokens):
     """`model.generator` for the TiTok tokenizer's `TokenSpace` (its codebook and its N latent tokens)."""
+    if tokens.codebook_size is None:
+        raise ValueError("TiTok generators model VQ tokens; this config's tokenizer is a VAE without a codebook "
+                         "(model.vq_model.quantize_mode: vae)")
     if gen.image_seq_len != tokens.seq_len:
         raise ValueError(f"model.generator.image_seq_len ({gen.image_seq_len}) must equal the tokenizer's number of "
                          f"tokens ({tokens.seq_len}, model.vq_model.num_latent_tokens)")

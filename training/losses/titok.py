@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from training.losses.reconstruction import reconstruction_loss
 from training.losses.vqgan_loss import LossLogs, VQGANLoss, _detached
 
 
@@ -64,29 +65,22 @@ class TiTokPixelLoss(VQGANLoss):
 
     def _vae_generator_loss(self, x, x_rec, posterior, step, discriminator):
         x, x_rec = x.contiguous(), x_rec.contiguous()
-        from training.losses.reconstruction import reconstruction_loss
         rec_loss = reconstruction_loss(x, x_rec, self.reconstruction_kind) * self.reconstruction_weight
         rec_loss = rec_loss / torch.exp(self.logvar)
         perc_loss = self.perceptual(x, x_rec) if self.perceptual is not None else torch.zeros((), device=x.device)
-        kl_loss = torch.sum(posterior.kl()) / posterior.kl().shape[0]
+        kl = posterior.kl()
+        kl_loss = torch.sum(kl) / kl.shape[0]
         total = rec_loss
         if self.perceptual is not None:
             total = total + self.perceptual_weight * perc_loss
         total = total + self.kl_weight * kl_loss
-        factor = self.discriminator_factor(step)
-        g_loss = torch.zeros((), device=x.device)
-        weighted_gan = torch.zeros((), device=x.device)
+        factor, g_loss, d_weight, weighted_gan = self.gan_term(x_rec, step, discriminator, nll_loss=None)
         if factor > 0.0:
-            if discriminator is None:
-                raise ValueError(f"the GAN loss is active at step {step} but no discriminator was passed")
-            discriminator.requires_grad_(False)
-            g_loss = self.g_loss_fn(discriminator(x_rec))
-            weighted_gan = self.discriminator_weight * factor * g_loss
             total = total + weighted_gan
         logs = {"total_loss": total, "reconstruction_loss": rec_loss,
                 "perceptual_loss": self.perceptual_weight * perc_loss, "kl_loss": self.kl_weight * kl_loss,
                 "weighted_gan_loss": weighted_gan, "discriminator_factor": factor,
-                "d_weight": self.discriminator_weight, "gan_loss": g_loss}
+                "d_weight": d_weight, "gan_loss": g_loss}
         return total, _detached(logs, x.device)
 
     def discriminator_loss(self, x: torch.Tensor, x_rec: torch.Tensor, step: int,

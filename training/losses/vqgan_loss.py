@@ -87,23 +87,10 @@ class VQGANLoss(nn.Module):
             total = total + self.perceptual_weight * perc_loss
         total = total + self.quantizer_weight * q_loss
 
-        factor = self.discriminator_factor(step)
-        g_loss = torch.zeros((), device=x.device)
-        d_weight = 1.0
-        weighted_gan = torch.zeros((), device=x.device)
+        factor, g_loss, d_weight, weighted_gan = self.gan_term(x_rec, step, discriminator,
+                                                               lambda: rec_loss + self.perceptual_weight * perc_loss,
+                                                               last_layer)
         if factor > 0.0:
-            if discriminator is None:
-                raise ValueError(f"the GAN loss is active at step {step} but no discriminator was passed")
-            discriminator.requires_grad_(False)
-            g_loss = self.g_loss_fn(discriminator(x_rec))
-            if self.adaptive_weight:
-                if last_layer is None:
-                    raise ValueError("discriminator_gradient_penalty=adopt_weight needs last_layer")
-                d_weight = d_weight * adaptive_gan_weight(rec_loss + self.perceptual_weight * perc_loss, g_loss,
-                                                          last_layer)
-        d_weight = d_weight * self.discriminator_weight
-        if factor > 0.0:
-            weighted_gan = d_weight * factor * g_loss
             total = total + weighted_gan
 
         logs = {
@@ -119,6 +106,28 @@ class VQGANLoss(nn.Module):
                                     "codebook_loss") if k in info},
         }
         return total, _detached(logs, x.device)
+
+    def gan_term(self, x_rec: torch.Tensor, step: int, discriminator: Optional[nn.Module],
+                 nll_loss, last_layer: Optional[torch.Tensor] = None):
+        """(factor, generator GAN loss, GAN weight, weighted GAN loss) of this step; `nll_loss()` gives the
+        reconstruction + perceptual term that the adaptive weight balances against (called only when needed)."""
+        factor = self.discriminator_factor(step)
+        g_loss = torch.zeros((), device=x_rec.device)
+        d_weight = 1.0
+        weighted_gan = torch.zeros((), device=x_rec.device)
+        if factor > 0.0:
+            if discriminator is None:
+                raise ValueError(f"the GAN loss is active at step {step} but no discriminator was passed")
+            discriminator.requires_grad_(False)
+            g_loss = self.g_loss_fn(discriminator(x_rec))
+            if self.adaptive_weight:
+                if last_layer is None:
+                    raise ValueError("discriminator_gradient_penalty=adopt_weight needs last_layer")
+                d_weight = d_weight * adaptive_gan_weight(nll_loss(), g_loss, last_layer)
+        d_weight = d_weight * self.discriminator_weight
+        if factor > 0.0:
+            weighted_gan = d_weight * factor * g_loss
+        return factor, g_loss, d_weight, weighted_gan
 
     def discriminator_loss(self, x: torch.Tensor, x_rec: torch.Tensor, step: int,
                            discriminator: nn.Module) -> tuple[torch.Tensor, LossLogs]:
