@@ -1,12 +1,15 @@
 """Image decoding and the official train/eval transforms, with the randomness drawn from an explicit generator.
 
-Train (use_random_crop): RandomResizedCrop(R, scale=(min_scale, 1), ratio=(3/4, 4/3) or (1, 1)) -> horizontal
-flip with p=0.5 -> ToTensor. Train (not use_random_crop): Resize(R) -> CenterCrop(R) -> ToTensor (no flip,
-as in the official code). Eval: Resize(R) (shorter side) -> CenterCrop(R) -> ToTensor. PIL resizing throughout.
+MaskBit train (use_random_crop): RandomResizedCrop(R, scale=(min_scale, 1), ratio=(3/4, 4/3) or (1, 1)) ->
+horizontal flip with p=0.5 -> ToTensor. MaskBit train (not use_random_crop): Resize(R) -> CenterCrop(R) -> ToTensor
+(no flip, as in the official code). TiTok train (`resize_shorter_edge` set): Resize(shorter edge) -> RandomCrop(R)
+or CenterCrop(R) (`random_crop`) -> horizontal flip (`random_flip`) -> ToTensor. Eval: Resize(R) (shorter side) ->
+CenterCrop(R) -> ToTensor. PIL resizing throughout (PIL always antialiases, as the official `antialias=True`).
 
-`TrainTransform(image, generator)` makes exactly the torch RNG calls of torchvision's RandomResizedCrop and
-RandomHorizontalFlip, but on `generator` instead of the global RNG, so a sample's augmentation depends only on
-its own seed. Transforms return uint8 (3, R, R); `to_float` gives the [0, 1] float32 of ToTensor (x / 255).
+`TrainTransform(image, generator)` / `ResizeCropTransform(image, generator)` make exactly the torch RNG calls of
+torchvision's RandomResizedCrop / RandomCrop and RandomHorizontalFlip, but on `generator` instead of the global
+RNG, so a sample's augmentation depends only on its own seed. Transforms return uint8 (3, R, R); `to_float` gives
+the [0, 1] float32 of ToTensor (x / 255).
 """
 from __future__ import annotations
 
@@ -109,8 +112,47 @@ class TrainTransform:
         return pil_to_uint8(image)
 
 
-def transforms_from_config(preprocessing) -> tuple[TrainTransform, EvalTransform]:
-    """(train, eval) transforms from the `dataset.preprocessing` config section."""
+class ResizeCropTransform:
+    """TiTok's train transform: Resize(shorter edge) -> RandomCrop or CenterCrop -> optional flip; -> uint8 (3, R, R).
+
+    `__call__(image, generator)` draws as torchvision's RandomCrop (top, then left, each `randint(0, n + 1)`) and
+    RandomHorizontalFlip (`rand(1) < 0.5`), on `generator`.
+    """
+
+    def __init__(self, resolution: int, resize_shorter_edge: int, random_crop: bool = True, random_flip: bool = True,
+                 interpolation: str = "bicubic"):
+        if resize_shorter_edge < resolution:
+            raise ValueError(f"dataset.preprocessing.resize_shorter_edge ({resize_shorter_edge}) must be >= the crop "
+                             f"size ({resolution}): the crop would not fit in the resized image")
+        self.resolution, self.resize_shorter_edge = resolution, resize_shorter_edge
+        self.random_crop, self.random_flip = random_crop, random_flip
+        self.interpolation = _interpolation(interpolation)
+
+    def __call__(self, image: Image.Image, generator: torch.Generator) -> torch.Tensor:
+        image = TF.resize(image, self.resize_shorter_edge, self.interpolation)
+        if self.random_crop:
+            top = torch.randint(0, image.height - self.resolution + 1, size=(1,), generator=generator).item()
+            left = torch.randint(0, image.width - self.resolution + 1, size=(1,), generator=generator).item()
+            image = TF.crop(image, top, left, self.resolution, self.resolution)
+        else:
+            image = TF.center_crop(image, self.resolution)
+        if self.random_flip and torch.rand(1, generator=generator) < 0.5:
+            image = TF.hflip(image)
+        return pil_to_uint8(image)
+
+
+def transforms_from_config(preprocessing) -> tuple[TrainTransform | ResizeCropTransform, EvalTransform]:
+    """(train, eval) transforms from the `dataset.preprocessing` config section: TiTok's resize-then-crop when
+    `resize_shorter_edge` is set, else MaskBit's."""
     p = preprocessing
-    train = TrainTransform(p.resolution, p.min_scale, p.use_aspect_ratio_aug, p.use_random_crop, p.interpolation)
+    if p.resize_shorter_edge is not None:
+        train = ResizeCropTransform(p.resolution, p.resize_shorter_edge,
+                                    True if p.random_crop is None else p.random_crop,
+                                    True if p.random_flip is None else p.random_flip, p.interpolation)
+    elif p.random_crop is not None or p.random_flip is not None:
+        raise ValueError("dataset.preprocessing.random_crop / random_flip are TiTok's resize-then-crop options and "
+                         "need dataset.preprocessing.resize_shorter_edge (e.g. 256); without it the MaskBit "
+                         "transform is used: set use_random_crop / min_scale instead")
+    else:
+        train = TrainTransform(p.resolution, p.min_scale, p.use_aspect_ratio_aug, p.use_random_crop, p.interpolation)
     return train, EvalTransform(p.resolution, p.interpolation)

@@ -6,7 +6,9 @@ import torch
 from torchvision import transforms as T
 
 from data.synthetic import SyntheticImages
-from data.transforms import INTERPOLATIONS, EvalTransform, TrainTransform, decode_image, to_float
+from data.transforms import (INTERPOLATIONS, EvalTransform, ResizeCropTransform, TrainTransform, decode_image,
+                             to_float, transforms_from_config)
+from utils.config import as_config
 
 IMAGE = SyntheticImages(resolution=64, seed=2)[5][0].resize((57, 41))  # non-square, so crops vary in shape
 
@@ -57,6 +59,36 @@ def test_center_crop_training_mode_needs_scale_one_and_no_aspect_augmentation():
         assert torch.equal(center(IMAGE, torch.Generator().manual_seed(seed)), expected)
     with pytest.raises(ValueError, match="interpolation"):
         TrainTransform(16, interpolation="lanczos")
+
+
+@pytest.mark.parametrize("random_crop,random_flip", [(True, True), (False, True), (True, False)])
+def test_titok_resize_then_crop_equals_torchvision_given_the_same_seed(random_crop, random_flip):
+    bicubic = INTERPOLATIONS["bicubic"]
+    official = T.Compose([T.Resize(30, interpolation=bicubic, antialias=True),
+                          T.RandomCrop(24) if random_crop else T.CenterCrop(24),
+                          T.RandomHorizontalFlip(p=0.5 if random_flip else 0.0), T.ToTensor()])
+    ours = ResizeCropTransform(24, resize_shorter_edge=30, random_crop=random_crop, random_flip=random_flip)
+    outputs = set()
+    for seed in range(10):
+        torch.manual_seed(seed)
+        expected = official(IMAGE)
+        actual = to_float(ours(IMAGE, torch.Generator().manual_seed(seed)))
+        assert torch.equal(actual, expected)
+        outputs.add(tuple(actual.flatten()[::7].tolist()))
+    assert len(outputs) == 2 if not random_crop else len(outputs) > 2  # center crop: the image or its mirror
+
+
+def test_titok_transform_from_config_and_its_errors():
+    def prep(**keys):
+        return as_config({"dataset": {"preprocessing": {"resolution": 24, **keys}}}).dataset.preprocessing
+
+    train, _ = transforms_from_config(prep(resize_shorter_edge=30, random_crop=False, interpolation="bicubic"))
+    assert isinstance(train, ResizeCropTransform) and not train.random_crop and train.random_flip
+    assert isinstance(transforms_from_config(prep())[0], TrainTransform)  # the MaskBit transform by default
+    with pytest.raises(ValueError, match="need dataset.preprocessing.resize_shorter_edge"):
+        transforms_from_config(prep(random_flip=True))
+    with pytest.raises(ValueError, match="must be >= the crop size"):
+        transforms_from_config(prep(resize_shorter_edge=16))
 
 
 @pytest.mark.parametrize("fmt,mode", [("PNG", "L"), ("JPEG", "RGB"), ("WEBP", "RGB"), ("PNG", "RGBA")])

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
 # reduced TiTok (as tests/test_titok_family.py) on 64 px images with 8 latent tokens, and a 1-layer ImageBert
 SMALL = {"vit_enc_width": 32, "vit_enc_layers": 1, "vit_enc_heads": 2, "vit_dec_width": 32, "vit_dec_layers": 1,
          "vit_dec_heads": 2, "pixel_vqgan_hidden_channels": 32, "num_latent_tokens": 8,
-         "dataset.preprocessing.crop_size": 64}
+         "dataset.preprocessing.crop_size": 64, "dataset.preprocessing.resize_shorter_edge": 64}
 GENERATOR = {"model.generator.hidden_size": 32, "model.generator.num_hidden_layers": 1,
              "model.generator.num_attention_heads": 2, "model.generator.intermediate_size": 64,
              "model.generator.image_seq_len": 8, "model.generator.num_steps": 2}
@@ -34,8 +34,8 @@ RUN = {"experiment.logger": "tensorboard", "experiment.save_every": 2, "experime
        "experiment.eval_every": 10_000, "experiment.log_every": 1, "experiment.keep_last": 0,
        "dataset.params.num_workers_per_gpu": 0, "dataset.params.shuffle_buffer_size": 8,
        "dataset.params.pretokenize_num_views": 1,
-       # deterministic resize + center crop: on-the-fly and pretokenized tokens of an image are the same
-       "dataset.preprocessing.use_random_crop": False,
+       # deterministic resize + center crop, no flip: on-the-fly and pretokenized tokens of an image are the same
+       "dataset.preprocessing.random_flip": False,
        "training.per_gpu_batch_size": 4, "training.max_train_steps": 4, "training.mixed_precision": "no",
        "lr_scheduler.params.warmup_steps": 2, "sample.classes": [0, 3], "sample.per_class": 2,
        "sample.batch_size": 3}

@@ -28,7 +28,7 @@ from utils.weights import MissingWeightsError
 # reduced widths (as tests/test_titok_family.py): 64 px images, 8 latent tokens, MaskGIT-VQGAN width 32 -> 4x4 codes
 SMALL = {"vit_enc_width": 32, "vit_enc_layers": 1, "vit_enc_heads": 2, "vit_dec_width": 32, "vit_dec_layers": 1,
          "vit_dec_heads": 2, "pixel_vqgan_hidden_channels": 32, "num_latent_tokens": 8,
-         "dataset.preprocessing.crop_size": 64}
+         "dataset.preprocessing.crop_size": 64, "dataset.preprocessing.resize_shorter_edge": 64}
 RUN = {"experiment.logger": "tensorboard", "experiment.save_every": 2, "experiment.eval_every": 4,
        "experiment.generate_every": 2, "experiment.log_every": 1, "experiment.keep_last": 0,
        "dataset.params.num_workers_per_gpu": 0, "dataset.params.shuffle_buffer_size": 16,

@@ -193,6 +193,12 @@ class PreprocessingConfig:
     use_random_crop: bool = True  # False: resize + center crop (requires min_scale == 1)
     min_scale: float = 0.8
     interpolation: str = "bilinear"  # bilinear | bicubic
+    # TiTok's train transform (official key names): when resize_shorter_edge is set, Resize(shorter edge) ->
+    # RandomCrop (random_crop true) or CenterCrop -> horizontal flip (random_flip); None = true. The MaskBit keys
+    # above (use_random_crop, min_scale, use_aspect_ratio_aug) are then not used.
+    resize_shorter_edge: Optional[int] = None
+    random_crop: Optional[bool] = None
+    random_flip: Optional[bool] = None
 
 
 @dataclass
