@@ -61,7 +61,8 @@ def maskgit_vqgan_weights(config) -> str:
 def load_maskgit_vqgan(config) -> torch.nn.Module:
     """The frozen MaskGIT-VQGAN of `pretrained_tokenizer_weight`, loaded strictly, in eval mode."""
     from modeling.checkpoint import load_pretrained
-    vqgan = build_maskgit_vqgan(hidden_channels=config.model.vq_model.pixel_vqgan_hidden_channels)
+    vq = config.model.vq_model
+    vqgan = build_maskgit_vqgan(vq.pixel_vqgan_hidden_channels, vq.pixel_vqgan_channel_mult)
     return load_pretrained(vqgan, maskgit_vqgan_weights(config)).requires_grad_(False).eval()
 
 

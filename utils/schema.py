@@ -71,7 +71,12 @@ class VQModelConfig:
     vit_dec_width: Optional[int] = None
     vit_dec_layers: Optional[int] = None
     vit_dec_heads: Optional[int] = None
+    vit_init_std: float = 0.02  # official trunc-normal std of the ViTs' linear/conv/embedding weights. At reduced
+    # widths the same std passes ~sqrt(width/768) less of the image through: a width-64 ViT's tokens vary 2.5%
+    # between images at 0.02 and 16% at 0.1 (configs/quickstart/titok_tiny_*.yaml set 0.1)
     pixel_vqgan_hidden_channels: int = 128  # width of the MaskGIT-VQGAN (pixel decoder / proxy-code tokenizer)
+    pixel_vqgan_channel_mult: Optional[List[int]] = None  # its levels; None = the release's [1, 1, 2, 2, 4] (f16).
+    # Reduced models only: fewer levels = less downsampling (the proxy grid must equal the decoder's patch grid)
 
 
 @dataclass

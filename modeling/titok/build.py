@@ -26,13 +26,14 @@ def _titok_from_config(vq, image_size: int):
         num_latent_tokens=vq.num_latent_tokens, finetune_decoder=vq.finetune_decoder, is_legacy=vq.is_legacy,
         image_size=image_size, vit_enc_width=vq.vit_enc_width, vit_enc_layers=vq.vit_enc_layers,
         vit_enc_heads=vq.vit_enc_heads, vit_dec_width=vq.vit_dec_width, vit_dec_layers=vq.vit_dec_layers,
-        vit_dec_heads=vq.vit_dec_heads, pixel_vqgan_hidden_channels=vq.pixel_vqgan_hidden_channels)
+        vit_dec_heads=vq.vit_dec_heads, pixel_vqgan_hidden_channels=vq.pixel_vqgan_hidden_channels,
+        pixel_vqgan_channel_mult=vq.pixel_vqgan_channel_mult, init_std=vq.vit_init_std)
 
 
 @register_builder("tokenizer", "maskgit_vqgan")
 def _maskgit_vqgan_from_config(vq, image_size: int):
-    """The fixed MaskGIT-VQGAN (f16, 1024 x 256); only its width is configurable (reduced test models)."""
-    return build_maskgit_vqgan(hidden_channels=vq.pixel_vqgan_hidden_channels)
+    """The fixed MaskGIT-VQGAN (f16, 1024 x 256); only its width and levels are configurable (reduced models)."""
+    return build_maskgit_vqgan(vq.pixel_vqgan_hidden_channels, vq.pixel_vqgan_channel_mult)
 
 
 @register_builder("generator", "ViT", "UViT")

@@ -14,7 +14,7 @@ Roles in TiTok: frozen stage-1 target (`encode` -> proxy codes, `decode` -> clam
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -186,7 +186,8 @@ class MaskGITVQGAN(SpatialTokenizer):
         return self.decode(codes), {"min_encoding_indices": codes}
 
 
-def build_maskgit_vqgan(hidden_channels: int = 128) -> MaskGITVQGAN:
+def build_maskgit_vqgan(hidden_channels: int = 128, channel_mult: Optional[Sequence[int]] = None) -> MaskGITVQGAN:
     """The MaskGIT-VQGAN of `maskgit-vqgan-imagenet-f16-256.bin` (channel_mult (1,1,2,2,4), 2 blocks, z 256,
-    codebook 1024); `hidden_channels` scales every width (128 in the release)."""
-    return MaskGITVQGAN(hidden_channels=hidden_channels)
+    codebook 1024); `hidden_channels` scales every width (128 in the release), `channel_mult` (None = the release's)
+    sets the levels of reduced models (downsampling 2^(levels-1))."""
+    return MaskGITVQGAN(hidden_channels=hidden_channels, channel_mult=tuple(channel_mult or CHANNEL_MULT))

@@ -21,15 +21,16 @@ unweighted codebook term, fp32), and it keeps the key `quantize.embedding.weight
 """
 from __future__ import annotations
 
+import functools
 import math
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
 from modeling.quantizers import VectorQuantizer
 from modeling.titok.blocks import TiTokDecoder, TiTokEncoder, vit_dims
-from modeling.titok.maskgit_vqgan import MaskGITDecoder, MaskGITQuantizer
+from modeling.titok.maskgit_vqgan import CHANNEL_MULT, MaskGITDecoder, MaskGITQuantizer
 
 
 class DiagonalGaussianDistribution:
@@ -69,7 +70,8 @@ class TiTok(nn.Module):
                  image_size: int = 256, vit_enc_width: Optional[int] = None, vit_enc_layers: Optional[int] = None,
                  vit_enc_heads: Optional[int] = None, vit_dec_width: Optional[int] = None,
                  vit_dec_layers: Optional[int] = None, vit_dec_heads: Optional[int] = None,
-                 pixel_vqgan_hidden_channels: int = 128):
+                 pixel_vqgan_hidden_channels: int = 128, pixel_vqgan_channel_mult: Optional[Sequence[int]] = None,
+                 init_std: float = 0.02):
         super().__init__()
         if quantize_mode not in ("vq", "vae"):
             raise ValueError(f"Unknown TiTok quantize_mode '{quantize_mode}'; choose 'vq' or 'vae'.")
@@ -94,7 +96,7 @@ class TiTok(nn.Module):
                                     num_layers=dec_layers, num_heads=dec_heads, num_latent_tokens=num_latent_tokens,
                                     token_size=token_size, is_legacy=is_legacy)
         self.latent_tokens = nn.Parameter(enc_width ** -0.5 * torch.randn(num_latent_tokens, enc_width))
-        self.apply(_init_weights)
+        self.apply(functools.partial(_init_weights, std=init_std))
         # created after the init pass: the codebook keeps uniform(-1/K, 1/K), the pixel parts PyTorch defaults
         if quantize_mode == "vq":
             self.quantize = VectorQuantizer(codebook_size, token_size, commitment_cost,
@@ -106,7 +108,8 @@ class TiTok(nn.Module):
             self.encoder.eval().requires_grad_(False)
             self.quantize.eval().requires_grad_(False)
             self.pixel_quantize = MaskGITQuantizer(1024, 256)
-            self.pixel_decoder = MaskGITDecoder(hidden_channels=pixel_vqgan_hidden_channels)
+            self.pixel_decoder = MaskGITDecoder(hidden_channels=pixel_vqgan_hidden_channels,
+                                                channel_mult=tuple(pixel_vqgan_channel_mult or CHANNEL_MULT))
 
     # -- the token space ---------------------------------------------------------------------------------------
     @property
@@ -184,11 +187,11 @@ class TiTok(nn.Module):
         return self.decode(z_quantized), result
 
 
-def _init_weights(module: nn.Module) -> None:
-    """Linear / Conv1d / Conv2d / Embedding weights trunc-normal(0, 0.02) (bounds +-2), zero biases; LayerNorm 1 / 0.
-    The attention's fused in_proj keeps PyTorch's xavier-uniform init."""
+def _init_weights(module: nn.Module, std: float = 0.02) -> None:
+    """Linear / Conv1d / Conv2d / Embedding weights trunc-normal(0, std) (bounds +-2; official std 0.02), zero
+    biases; LayerNorm 1 / 0. The attention's fused in_proj keeps PyTorch's xavier-uniform init."""
     if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Embedding)):
-        nn.init.trunc_normal_(module.weight, mean=0.0, std=0.02)
+        nn.init.trunc_normal_(module.weight, mean=0.0, std=std)
         if getattr(module, "bias", None) is not None:
             nn.init.zeros_(module.bias)
     elif isinstance(module, nn.LayerNorm):
@@ -202,7 +205,8 @@ def build_titok(*, codebook_size: int, token_size: int, use_l2_norm: bool, commi
                 image_size: int, vit_enc_width: Optional[int] = None, vit_enc_layers: Optional[int] = None,
                 vit_enc_heads: Optional[int] = None, vit_dec_width: Optional[int] = None,
                 vit_dec_layers: Optional[int] = None, vit_dec_heads: Optional[int] = None,
-                pixel_vqgan_hidden_channels: int = 128) -> TiTok:
+                pixel_vqgan_hidden_channels: int = 128,
+                pixel_vqgan_channel_mult: Optional[Sequence[int]] = None, init_std: float = 0.02) -> TiTok:
     """A TiTok tokenizer from the official `model.vq_model` values (plus `image_size` = crop size and optional
     ViT width / depth / head overrides for reduced models)."""
     return TiTok(codebook_size=codebook_size, token_size=token_size, use_l2_norm=use_l2_norm,
@@ -212,4 +216,5 @@ def build_titok(*, codebook_size: int, token_size: int, use_l2_norm: bool, commi
                  num_latent_tokens=num_latent_tokens, finetune_decoder=finetune_decoder, is_legacy=is_legacy,
                  image_size=image_size, vit_enc_width=vit_enc_width, vit_enc_layers=vit_enc_layers,
                  vit_enc_heads=vit_enc_heads, vit_dec_width=vit_dec_width, vit_dec_layers=vit_dec_layers,
-                 vit_dec_heads=vit_dec_heads, pixel_vqgan_hidden_channels=pixel_vqgan_hidden_channels)
+                 vit_dec_heads=vit_dec_heads, pixel_vqgan_hidden_channels=pixel_vqgan_hidden_channels,
+                 pixel_vqgan_channel_mult=pixel_vqgan_channel_mult, init_std=init_std)
