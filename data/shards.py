@@ -19,6 +19,7 @@ from typing import Iterable, Optional, Union
 from PIL import Image
 
 from data.synthetic import SyntheticImages
+from utils.atomic import fsync_path
 
 SHARD_NAME = "imagenet-{split}-%04d.tar"
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
@@ -86,7 +87,9 @@ class ShardWriter:
     def _finish_shard(self) -> None:
         if self._tar is not None:
             self._tar.close()
+            fsync_path(self.paths[-1] + ".tmp")
             os.replace(self.paths[-1] + ".tmp", self.paths[-1])
+            fsync_path(os.path.dirname(self.paths[-1]) or ".")
             self._tar = None
 
     def close(self) -> None:

@@ -16,7 +16,6 @@ $WORKSPACE/outputs/<experiment.name>/eval.
 from __future__ import annotations
 
 import argparse
-import json
 import pprint
 import sys
 import time
@@ -30,6 +29,7 @@ from evaluation.builders import inception_from_config
 from modeling import build_generator, build_sampler, build_tokenizer, generation_settings, load_pretrained
 from training.run_setup import set_backend_flags
 from utils.config import ConfigError, parse_args_or_exit
+from utils.atomic import atomic_write_json
 from utils.errors import run_main
 from utils.run_layout import resolve_output_dir
 
@@ -122,7 +122,7 @@ def main(argv=None) -> dict:
         steps = run_info["sampling"].get("num_steps", run_info["sampling"].get("num_sample_steps"))
         print(f"Results for {config.model.vq_model.token_size} bits with {steps} steps.")  # the official line
         pprint.pprint(metrics)
-        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        atomic_write_json(out_dir / "metrics.json", metrics)
     state.wait_for_everyone()
     return metrics
 

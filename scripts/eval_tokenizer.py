@@ -11,7 +11,6 @@ reconstructions below) to experiment.output_dir, else $WORKSPACE/outputs/<experi
 """
 from __future__ import annotations
 
-import json
 import pprint
 
 import torch
@@ -24,6 +23,7 @@ from evaluation.builders import tokenizer_evaluator_from_config
 from modeling import build_tokenizer, load_pretrained
 from training.run_setup import set_backend_flags
 from utils.config import ConfigError, parse_args_or_exit
+from utils.atomic import atomic_write_json
 from utils.errors import run_main
 from utils.run_layout import resolve_output_dir
 
@@ -49,7 +49,7 @@ def main(argv=None) -> dict:
         pprint.pprint(metrics)
         out_dir = resolve_output_dir(config, "eval")
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        atomic_write_json(out_dir / "metrics.json", metrics)
         if examples is not None:
             originals, reconstructions = examples
             grid = torch.cat([originals, reconstructions])

@@ -27,6 +27,7 @@ from training.ema import EMAModel
 from training.metrics import MetricsLogger, WindowMeans
 from training.nonfinite import NonFiniteGuard
 from training.run_setup import build_accelerator, setup_file_logging
+from utils.atomic import atomic_save_safetensors, atomic_torch_save
 from utils.config import as_config, save_config, to_plain
 from utils.run_layout import (CONFIG_FILE, METADATA_FILE, WEIGHTS_BIN, WEIGHTS_SAFETENSORS, checkpoint_name,
                               resolve_output_dir)
@@ -288,16 +289,15 @@ class Trainer:
     def export_weights(self) -> Path:
         """Save the final EMA (else plain) weights of the main model as a plain state dict (`pytorch_model.bin`,
         the released format) and as `model.safetensors` (same tensors); returns the .bin path."""
-        from safetensors.torch import save_file
-
         path = self.output_dir / WEIGHTS_BIN
         if self.accelerator.is_main_process:
             module = self.ema.module if self.ema is not None else self.unwrap(self.main_model)
             state = module.state_dict()
-            torch.save(state, path)
-            # safetensors refuses tensors that share memory; contiguous copies keep every key of the state dict
-            save_file({k: v.detach().clone().contiguous() for k, v in state.items()},
-                      str(self.output_dir / WEIGHTS_SAFETENSORS))
+            # safetensors first: the .bin is what the quickstart and users take as "the run finished"
+            # (safetensors refuses tensors that share memory; contiguous copies keep every key of the state dict)
+            atomic_save_safetensors({k: v.detach().clone().contiguous() for k, v in state.items()},
+                                    self.output_dir / WEIGHTS_SAFETENSORS)
+            atomic_torch_save(state, path)
             self.logger.info(f"Exported final {'EMA ' if self.ema else ''}weights to {path} and "
                              f"{WEIGHTS_SAFETENSORS}")
         self.accelerator.wait_for_everyone()

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.nodes import StringNode
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from utils.atomic import atomic_path
 from utils.errors import MaskbitError
 from utils.schema import Config
 
@@ -184,11 +185,8 @@ def parse_args_or_exit(argv: Optional[Sequence[str]] = None, prog: Optional[str]
 
 def save_config(cfg: DictConfig, path: Union[str, Path]) -> None:
     """Write the fully merged, resolved config (the run's record of what it did)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    OmegaConf.save(cfg, tmp, resolve=True)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        OmegaConf.save(cfg, tmp, resolve=True)
 
 
 def to_plain(cfg: ConfigLike) -> dict:
