@@ -1,7 +1,9 @@
 """Where a run writes, and the names of what it writes: the one place they are spelled.
 
     <output_dir>/                              experiment.output_dir, else $WORKSPACE/outputs/<experiment.name>
-        config.yaml                            the merged config of the run
+        config.yaml                            the merged config of the run (written once the run has started)
+        run.json                               run id, config hash, code version, created / resumed, changes
+        .run.lock                              pid and host of the process writing here (training.run_lock)
         metrics.jsonl                          one {"step": ..., scalars} record per log step
         pytorch_model.bin, model.safetensors   final (EMA) weights of the main model, plain state dict
         checkpoint-<step>/
@@ -22,6 +24,8 @@ import re
 from pathlib import Path
 
 CONFIG_FILE = "config.yaml"
+RUN_FILE = "run.json"  # run id, defining-config hash, code version, start/resume history (training.run_identity)
+CORRUPT_PREFIX = "corrupt-"  # a checkpoint that failed to load is moved to corrupt-checkpoint-<step>
 METRICS_FILE = "metrics.jsonl"
 
 WEIGHTS_BIN = "pytorch_model.bin"
