@@ -13,7 +13,6 @@ from __future__ import annotations
 import atexit
 import fcntl
 import json
-import logging
 import os
 import socket
 import time
@@ -23,7 +22,6 @@ from typing import Optional
 from utils.errors import MaskbitError
 
 LOCK_FILE = ".run.lock"
-logger = logging.getLogger(__name__)
 
 _HELD: dict[str, "RunLock"] = {}  # folder (resolved) -> the lock this process holds on it
 
@@ -43,6 +41,7 @@ class RunLock:
         self.path = self.folder / LOCK_FILE
         self._fd: Optional[int] = None
         self._users = 0
+        self.stale_holder: Optional[str] = None
 
     def acquire(self) -> "RunLock":
         key = str(self.folder.resolve())
@@ -62,8 +61,7 @@ class RunLock:
                 f"finish or stop it, or set experiment.output_dir to another folder. (If that process is gone and "
                 f"the folder is on a file system without working locks, delete {self.path}.)") from None
         previous = self._read(fd)
-        if previous:
-            logger.warning(f"Taking over the stale lock of a run that ended without releasing it: {_describe(previous)}")
+        self.stale_holder = _describe(previous) if previous else None  # a run that died holding the lock
         me = {"pid": os.getpid(), "host": socket.gethostname(),
               "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         os.ftruncate(fd, 0)

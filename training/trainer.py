@@ -83,6 +83,9 @@ class Trainer:
         self.checkpoints = CheckpointManager(self.output_dir, acc, cfg.experiment.keep_last)
         self.build()
         self._init_trackers()
+        if self.lock is not None and self.lock.stale_holder:
+            self.logger.warning(f"Took over the stale lock of a run that ended without releasing it: "
+                                f"{self.lock.stale_holder}")
         if self.run_plan.moved_to is not None:
             self.logger.info(f"experiment.overwrite: moved the previous run to {self.run_plan.moved_to}")
 
