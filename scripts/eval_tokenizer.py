@@ -43,6 +43,10 @@ def main(argv=None) -> dict:
     if state.is_main_process:
         print(f"Evaluating tokenizer model at {config.dataset.preprocessing.resolution} resolution.")
     metrics, examples = evaluate_tokenizer(model, loader, evaluator, device, progress=state.is_main_process)
+    skipped = torch.tensor([loader.dataset.num_skipped], device=device)
+    if state.num_processes > 1:
+        torch.distributed.all_reduce(skipped)
+    metrics["SkippedSamples"] = int(skipped.item())  # unreadable eval images, all processes
 
     if state.is_main_process:
         print("EVALUATION")

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from training.checkpoint import (CheckpointManager, CheckpointNotFoundError, is_complete_checkpoint,
                                  list_checkpoints)
+from data.shards import ClassIdError
 from training.ema import EMAModel
 from training.lr_schedule import apply_resume_hparams, configured_hparams
 from training.metrics import MetricsLogger, WindowMeans
@@ -153,9 +154,13 @@ class Trainer:
                                           acc.process_index, acc.num_processes, start)
 
         if not cfg.training.overfit_batch:
-            return iter(loader(start_batch))
+            stream = loader(start_batch)
+            self._train_dataset = stream.dataset
+            return iter(stream)
         n = cfg.training.overfit_batch_num
-        fixed = list(itertools.islice(iter(loader(0)), n))
+        stream = loader(0)
+        self._train_dataset = stream.dataset
+        fixed = list(itertools.islice(iter(stream), n))
         return (fixed[i % n] for i in itertools.count(start_batch))
 
     # ---------------------------------------------------------------------------------------------- loop
@@ -168,12 +173,6 @@ class Trainer:
     def _train(self) -> None:
         cfg, acc = self.config, self.accelerator
         resumed = self.resume()
-        if acc.is_main_process:  # the run has started: only now config.yaml and run.json describe it
-            record = record_start(self.output_dir, cfg, self.run_plan, self.global_step)
-            for key, (before, now) in self.run_plan.changes.items():
-                self.logger.info(f"Config change on resume: {key}: {before!r} -> {now!r} (recorded in run.json)")
-            self.logger.info(f"Run {record['run_id']} (config hash {record['config_hash']}, code "
-                             f"{record['history'][-1]['code_version']})")
         accumulation = cfg.training.gradient_accumulation_steps
         rng = torch.get_rng_state() if resumed else None
         batches = self.train_batches(start_batch=self.global_step * accumulation)
@@ -187,10 +186,15 @@ class Trainer:
         progress = tqdm(total=cfg.training.max_train_steps, initial=self.global_step, dynamic_ncols=True,
                         disable=not acc.is_main_process)
         self._window_start, self._window_steps, self._data_time = time.perf_counter(), 0, 0.0
+        first_batch = True
         while self.global_step < cfg.training.max_train_steps:
             self.guard.check()  # the previous step's losses (synchronises one step late, almost for free)
             start = time.perf_counter()
             batch = next(batches)
+            if first_batch:
+                self.check_first_batch(batch)
+                self._record_start()
+                first_batch = False
             self._data_time += time.perf_counter() - start
             with acc.accumulate(*self.models.values()):
                 logs = self.train_step(batch)
@@ -205,12 +209,55 @@ class Trainer:
             progress.update(1)
             self._periodic(batch, progress)
         progress.close()
+        if first_batch:  # resumed at the last step: nothing trained, the run still (re)started
+            self._record_start()
+        self.logger.info(f"Training reached step {self.global_step}: {self.num_skipped_samples()} unreadable "
+                         f"sample(s) skipped on this process")
         self.save_checkpoint()
         self.export_weights()
         acc.end_training()
 
+    def _record_start(self) -> None:
+        """The run has started (built, resumed, first batch read and checked): only now are config.yaml and run.json
+        written, so a launch that fails earlier leaves the folder as it was."""
+        if not self.accelerator.is_main_process:
+            return
+        record = record_start(self.output_dir, self.config, self.run_plan, self.global_step)
+        for key, (before, now) in self.run_plan.changes.items():
+            self.logger.info(f"Config change on resume: {key}: {before!r} -> {now!r} (recorded in run.json)")
+        self.logger.info(f"Run {record['run_id']} (config hash {record['config_hash']}, code "
+                         f"{record['history'][-1]['code_version']})")
+
+    def check_first_batch(self, batch: Mapping) -> None:
+        """Inputs the model cannot take, found on the first batch instead of as an index error deep inside: class ids
+        outside [0, num_classes) of a class-conditional main model."""
+        classes = getattr(self.unwrap(self.main_model), "num_classes", None)
+        ids = batch.get("class_id") if isinstance(batch, Mapping) else None
+        if not isinstance(classes, int) or not torch.is_tensor(ids):
+            return
+        bad = ids[(ids < 0) | (ids >= classes)]
+        if len(bad):
+            raise ClassIdError(
+                f"The first training batch has class id(s) {sorted(set(bad.tolist()))[:5]} outside [0, {classes}) "
+                f"of the {self.main_model} (its num_classes is {classes}). Fix the labels of the training data, or "
+                f"the model's class count in the config.")
+
+    def num_skipped_samples(self) -> int:
+        """Unreadable training samples skipped so far by this process's data stream (all its workers)."""
+        return int(getattr(getattr(self, "_train_dataset", None), "num_skipped", 0))
+
+    def _epoch_of(self, step: int) -> float:
+        cfg = self.config
+        global_batch = (cfg.training.per_gpu_batch_size * cfg.training.gradient_accumulation_steps
+                        * self.accelerator.num_processes)
+        return step * global_batch / cfg.experiment.max_train_examples
+
     def _periodic(self, batch: Mapping, progress) -> None:
         step, every = self.global_step, self.config.experiment
+        if int(self._epoch_of(step)) > int(self._epoch_of(step - 1)):
+            self.logger.info(f"Epoch {int(self._epoch_of(step))} finished at step {step} "
+                             f"(experiment.max_train_examples={every.max_train_examples}): "
+                             f"{self.num_skipped_samples()} unreadable sample(s) skipped so far on this process")
         if step % every.log_every == 0:
             self._log(progress)
         start = time.perf_counter()
@@ -243,8 +290,8 @@ class Trainer:
         scalars["perf/samples_per_sec_per_gpu"] = images / elapsed
         scalars["perf/sec_per_step"] = elapsed / max(1, self._window_steps)
         scalars["perf/data_time_per_step"] = self._data_time / max(1, self._window_steps)
-        global_batch = cfg.training.per_gpu_batch_size * cfg.training.gradient_accumulation_steps * acc.num_processes
-        scalars["epoch"] = self.global_step * global_batch / cfg.experiment.max_train_examples
+        scalars["epoch"] = self._epoch_of(self.global_step)
+        scalars["data/skipped_samples"] = self.num_skipped_samples()
         scalars.update(self.extra_logs())
         self.metrics.log(self.global_step, scalars)
         key = f"train/{self.main_loss}"
