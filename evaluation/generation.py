@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from evaluation.inception import to_uint8
 from utils.atomic import atomic_path, atomic_write_text
+from utils.errors import MaskbitError
 
 SampleFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (labels (B,), seeds (B,)) -> images in [0,1]
 
@@ -31,6 +32,10 @@ def class_labels(num_samples: int, num_classes: int, seed: int) -> torch.Tensor:
     """
     perm = torch.randperm(num_classes, generator=torch.Generator().manual_seed(seed))
     return perm.repeat(-(-num_samples // num_classes))[:num_samples]
+
+
+class SampleCacheMismatchError(MaskbitError, ValueError):
+    """A sample folder holds samples made with other weights or settings."""
 
 
 class SampleChunks:
@@ -50,7 +55,7 @@ class SampleChunks:
             old = json.loads(path.read_text())
             changed = {k: (old.get(k), v) for k, v in manifest.items() if old.get(k) != v}
             if changed:
-                raise ValueError(f"'{self.root}' holds samples of another run ({changed}, as (on disk, now)); "
+                raise SampleCacheMismatchError(f"'{self.root}' holds samples of another run ({changed}, as (on disk, now)); "
                                  f"use another output directory or delete it")
         else:
             atomic_write_text(path, json.dumps(manifest, indent=1))

@@ -15,15 +15,14 @@ import pprint
 
 import torch
 import torchvision
-from accelerate import PartialState
 
 from data.loaders import build_eval_dataloader
 from evaluation import evaluate_tokenizer
 from evaluation.builders import tokenizer_evaluator_from_config
 from modeling import build_tokenizer, load_pretrained
-from training.run_setup import set_backend_flags
-from utils.config import ConfigError, parse_args_or_exit
+from training.run_setup import process_state, set_backend_flags
 from utils.atomic import atomic_write_json
+from utils.config import ConfigError, parse_args_or_exit
 from utils.errors import run_main
 from utils.run_layout import resolve_output_dir
 
@@ -32,7 +31,7 @@ def main(argv=None) -> dict:
     config = parse_args_or_exit(argv, prog="eval_tokenizer.py")
     if not config.experiment.vqgan_checkpoint:
         raise ConfigError("set experiment.vqgan_checkpoint=PATH (tokenizer weights to evaluate)")
-    state = PartialState()
+    state = process_state()
     set_backend_flags(config.training.enable_tf32)
     device = state.device
 
