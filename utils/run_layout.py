@@ -60,7 +60,16 @@ def resolve_output_dir(config, subdir: str = "") -> Path:
 
 
 def read_metrics(path) -> list[dict]:
-    """The records of a metrics.jsonl file (a run's folder or the file itself)."""
+    """The records of a metrics.jsonl file (a run's folder or the file itself). A last line cut short by a killed
+    run is left out (every other line must parse)."""
     path = Path(path)
     with open(path / METRICS_FILE if path.is_dir() else path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        lines = [line for line in f if line.strip()]
+    records = [json.loads(line) for line in lines[:-1]]
+    if lines:
+        try:
+            records.append(json.loads(lines[-1]))
+        except ValueError:
+            if lines[-1].endswith("\n"):  # a complete but invalid line is an error, not a cut
+                raise
+    return records
