@@ -12,26 +12,18 @@ import torch
 
 from utils.errors import MaskbitError
 
+from test_eval_maskbit import TINY, checkpoints  # noqa: F401  (the tiny tokenizer/generator weights fixture)
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = {"model": {"vq_model": {"hidden_channels": 32, "channel_mult": [1, 2], "num_resolutions": 2,
-                               "num_res_blocks": 1, "token_size": 4},
-                  "mlm_model": {"hidden_dim": 32, "depth": 1, "heads": 2, "mlp_dim": 64, "num_classes": 4,
-                                "num_steps": 3}},
-        "dataset": {"preprocessing": {"resolution": 16}}}
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    from modeling import build_generator, build_tokenizer
+def weights(checkpoints):  # noqa: F811
+    from modeling import build_generator
 
-    root = tmp_path_factory.mktemp("eval_cache")
-    torch.manual_seed(0)
-    torch.save(build_tokenizer(TINY).state_dict(), root / "tok.bin")
-    torch.save(build_generator(TINY).state_dict(), root / "gen.bin")
     torch.manual_seed(1)
-    torch.save(build_generator(TINY).state_dict(), root / "gen_other.bin")
-    (root / "tiny.yaml").write_text(json.dumps(TINY))
-    return root
+    torch.save(build_generator(TINY).state_dict(), checkpoints / "gen_other.bin")
+    return checkpoints
 
 
 def args(root, generator, out, *extra):
@@ -67,7 +59,7 @@ def test_other_weights_never_reuse_cached_samples(weights):
 
 
 def test_two_cpu_processes_split_the_work(weights):
-    out = weights / "two"
+    out = weights / "two_cpu"
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
            os.path.join(REPO, "scripts", "eval_maskbit.py"), *args(weights, "gen.bin", out)]

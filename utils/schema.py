@@ -182,6 +182,7 @@ class DatasetParamsConfig:
     # train_maskbit reads tokens from it instead of tokenizing train images on the fly (official)
     pretokenize_num_views: int = 4  # scripts/pretokenize.py: augmented views (random crop + flip) kept per image
     shuffle_buffer_size: int = 1000
+    shard_cache_dir: str = ""  # local copies of shards named by URL (https://, pipe:, s3://); '' = ~/.cache/maskbit/shards
     num_workers_per_gpu: int = 8
     pin_memory: bool = True
     persistent_workers: bool = True
