@@ -9,8 +9,9 @@ run.json: {"run_id", "config_hash" (sha256 of the defining keys), "defining_conf
 "last_resumed", "history": [{"event": "started"|"resumed", "at", "step", "code_version", "changes"}]}.
 
 Keys are of three kinds:
-  defining    the model, the data and the tokenizer (DEFINING_KEYS): a checkpoint means nothing under other values,
-              so resuming with a change stops with the differing keys listed;
+  defining    the model, the data and the tokenizer (DEFINING_KEYS, less the loss weights and sampling settings in
+              CHANGEABLE_MODEL_KEYS): a checkpoint means nothing under other values, so resuming with a change
+              stops with the differing keys listed;
   ignored     how this launch is run (IGNORED_KEYS): never compared;
   the rest    hyper-parameters and cadences (lr, steps, batch, logging...): a resume may change them; each change is
               recorded in run.json and logged.
@@ -37,6 +38,17 @@ from utils.run_layout import CHECKPOINT_PREFIX, CONFIG_FILE, RUN_FILE, WEIGHTS_B
 
 DEFINING_KEYS = ("model.", "dataset.preprocessing.", "dataset.params.source", "dataset.params.train_shards_path_or_url",
                  "dataset.params.pretokenized_shards_path_or_url", "experiment.vqgan_checkpoint", "training.use_ema")
+# under `model.` but not architecture: loss weights, regularisation and sampling settings may change on resume
+CHANGEABLE_MODEL_KEYS = tuple(
+    [f"model.vq_model.{k}" for k in ("commitment_cost", "entropy_loss_weight", "entropy_loss_temperature",
+                                     "entropy_gamma", "distributed_entropy")]
+    + [f"model.mlm_model.{k}" for k in ("dropout", "class_label_dropout", "train_mask_schedule_strategy",
+                                        "min_masking_ratio", "num_steps", "gen_mask_schedule_strategy",
+                                        "softmax_temperature", "randomize_temperature", "guidance_scale",
+                                        "guidance_annealing", "scale_pow", "use_sampling_annealing")]
+    + [f"model.generator.{k}" for k in ("dropout", "attn_drop", "class_label_dropout", "num_steps",
+                                        "randomize_temperature", "guidance_scale", "guidance_decay",
+                                        "guidance_scale_pow", "softmax_temperature_annealing")])
 IGNORED_KEYS = ("config", "print_config", "experiment.resume", "experiment.overwrite", "experiment.output_dir",
                 "experiment.resume_optimizer_hparams")
 REPO = Path(__file__).resolve().parents[1]
@@ -59,8 +71,12 @@ def _is(key: str, kinds: tuple[str, ...]) -> bool:
     return any(key == k or (k.endswith(".") and key.startswith(k)) for k in kinds)
 
 
+def _defining(key: str) -> bool:
+    return _is(key, DEFINING_KEYS) and key not in CHANGEABLE_MODEL_KEYS
+
+
 def defining_config(config) -> dict[str, Any]:
-    return {k: v for k, v in sorted(flatten(to_plain(config)).items()) if _is(k, DEFINING_KEYS)}
+    return {k: v for k, v in sorted(flatten(to_plain(config)).items()) if _defining(k)}
 
 
 def config_hash(defining: dict) -> str:
@@ -153,7 +169,7 @@ def plan_run(output_dir: Path, config) -> RunPlan:
     now = flatten(to_plain(config))
     record = _read_json(output_dir / RUN_FILE) or {}
     before = _previous_config(output_dir) or {}
-    before_defining = record.get("defining_config") or {k: v for k, v in before.items() if _is(k, DEFINING_KEYS)}
+    before_defining = record.get("defining_config") or {k: v for k, v in before.items() if _defining(k)}
     now_defining = defining_config(config)
     # keys only one side has (a folder without run.json / config.yaml, a key added to the schema since) are not
     # compared: there is nothing to compare against
@@ -166,7 +182,7 @@ def plan_run(output_dir: Path, config) -> RunPlan:
             f"another experiment.output_dir (or with experiment.resume=false experiment.overwrite=true, which moves "
             f"the old run aside).")
     changes = {k: (before.get(k), v) for k, v in now.items()
-               if k in before and before[k] != v and not _is(k, IGNORED_KEYS) and not _is(k, DEFINING_KEYS)}
+               if k in before and before[k] != v and not _is(k, IGNORED_KEYS) and not _defining(k)}
     return RunPlan(output_dir, "resume", changes)
 
 
