@@ -31,7 +31,7 @@ def build_source(dataset, split: str) -> SampleSource:
         raise ValueError(f"dataset.params.{key} is empty; set it to a shard pattern such as "
                          f"'DIR/{split}/imagenet-{split}-{{0000..0009}}.tar' or, with source=image_folder, a folder")
     if params.source == "webdataset":
-        return ShardSource(location, params.shuffle_buffer_size)
+        return ShardSource(location, params.shuffle_buffer_size, remote_cache_dir=params.shard_cache_dir)
     if params.source == "image_folder":
         return ImageFolderSource(location)
     raise ValueError(f"dataset.params.source must be one of {list(SOURCES)}, got {params.source!r}")

@@ -19,11 +19,17 @@ from typing import Iterable, Optional, Union
 from PIL import Image
 
 from data.synthetic import SyntheticImages
+from utils.atomic import fsync_path
+from utils.errors import MaskbitError
 
 SHARD_NAME = "imagenet-{split}-%04d.tar"
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 _MTIME = 1_700_000_000  # fixed member timestamp: reproducible shard bytes
 ImageLike = Union[bytes, Image.Image]
+
+
+class ClassIdError(MaskbitError, ValueError):
+    """A class id outside [0, num_classes)."""
 
 
 def encode_image(image: Image.Image, image_format: str = "png", quality: int = 95) -> bytes:
@@ -47,14 +53,16 @@ def brace_pattern(directory: str, split: str, num_shards: int) -> str:
 
 class ShardWriter:
     """Writes samples into `directory/imagenet-{split}-%04d.tar`, starting a new shard every `maxcount` samples
-    or once a shard holds `maxsize` bytes of data. Use as a context manager; `paths` lists the finished shards."""
+    or once a shard holds `maxsize` bytes of data. Use as a context manager; `paths` lists the finished shards.
+    With `num_classes`, a class id outside [0, num_classes) is refused before it is written."""
 
-    def __init__(self, directory: str, split: str, maxcount: int = 5079, maxsize: float = 1e9):
+    def __init__(self, directory: str, split: str, maxcount: int = 5079, maxsize: float = 1e9,
+                 num_classes: Optional[int] = None):
         if maxcount < 1:
             raise ValueError(f"maxcount must be >= 1, got {maxcount}")
         os.makedirs(directory, exist_ok=True)
         self.pattern = os.path.join(directory, SHARD_NAME.format(split=split))
-        self.maxcount, self.maxsize = maxcount, maxsize
+        self.maxcount, self.maxsize, self.num_classes = maxcount, maxsize, num_classes
         self.paths: list[str] = []
         self._tar: Optional[tarfile.TarFile] = None
         self._count = self._size = 0
@@ -66,6 +74,9 @@ class ShardWriter:
                              f"member names at the first dot)")
         if ext not in IMAGE_EXTENSIONS:
             raise ValueError(f"image extension must be one of {IMAGE_EXTENSIONS}, got {ext!r}")
+        if self.num_classes is not None and not 0 <= int(class_id) < self.num_classes:
+            raise ClassIdError(f"sample {key!r} has class id {class_id}, outside [0, {self.num_classes}); fix the "
+                               f"labels (or the class count) before writing shards")
         if self._tar is None or self._count >= self.maxcount or self._size >= self.maxsize:
             self._next_shard()
         for member_ext, data in (("cls", str(int(class_id)).encode("ascii")), (ext, bytes(image))):
@@ -86,7 +97,9 @@ class ShardWriter:
     def _finish_shard(self) -> None:
         if self._tar is not None:
             self._tar.close()
+            fsync_path(self.paths[-1] + ".tmp")
             os.replace(self.paths[-1] + ".tmp", self.paths[-1])
+            fsync_path(os.path.dirname(self.paths[-1]) or ".")
             self._tar = None
 
     def close(self) -> None:
@@ -100,10 +113,10 @@ class ShardWriter:
 
 
 def write_shards(samples: Iterable[tuple[str, ImageLike, int]], directory: str, split: str, maxcount: int = 5079,
-                 maxsize: float = 1e9, image_format: str = "png") -> list[str]:
+                 maxsize: float = 1e9, image_format: str = "png", num_classes: Optional[int] = None) -> list[str]:
     """Write (key, image, class_id) samples to shards; `image` is encoded bytes (written as they are, with
     extension `image_format`) or a PIL image (encoded as `image_format`). Returns the shard paths in order."""
-    with ShardWriter(directory, split, maxcount, maxsize) as writer:
+    with ShardWriter(directory, split, maxcount, maxsize, num_classes) as writer:
         for key, image, class_id in samples:
             data = encode_image(image, image_format) if isinstance(image, Image.Image) else image
             writer.write(key, data, class_id, ext=image_format)
@@ -122,6 +135,7 @@ def write_synthetic_shards(output_dir: str, num_train: int, num_val: int, resolu
         dataset = SyntheticImages(num_classes, resolution, seed, num_samples=count, split=split)
         samples = ((f"{i:07d}", *dataset[i]) for i in range(count))
         directory = os.path.join(output_dir, split)
-        paths = write_shards(samples, directory, split, maxcount=maxcount, image_format=image_format)
+        paths = write_shards(samples, directory, split, maxcount=maxcount, image_format=image_format,
+                             num_classes=num_classes)
         patterns[split] = brace_pattern(directory, split, len(paths))
     return patterns

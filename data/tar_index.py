@@ -17,7 +17,13 @@ from typing import Optional
 
 import braceexpand
 
+from utils.errors import MaskbitError
+
 logger = logging.getLogger(__name__)
+
+
+class ShardPatternError(MaskbitError, FileNotFoundError):
+    """A shard pattern names no file, or only some of the files it expands to exist."""
 
 
 @dataclass(frozen=True)
@@ -44,10 +50,10 @@ def expand_shards(pattern: str) -> list[str]:
         paths.extend(sorted(glob.glob(expanded)) if glob.has_magic(expanded) else [expanded])
     missing = [p for p in paths if not os.path.isfile(p)]
     if not paths or len(missing) == len(paths):
-        raise FileNotFoundError(f"No shard file matches the pattern '{pattern}'. Check the directory and the "
+        raise ShardPatternError(f"No shard file matches the pattern '{pattern}'. Check the directory and the "
                                 f"brace range, e.g. 'DIR/train/imagenet-train-{{0000..0252}}.tar'.")
     if missing:
-        raise FileNotFoundError(f"{len(missing)} of {len(paths)} shards of the pattern '{pattern}' do not exist, "
+        raise ShardPatternError(f"{len(missing)} of {len(paths)} shards of the pattern '{pattern}' do not exist, "
                                 f"e.g. '{missing[0]}'. Fix the brace range or regenerate the shards.")
     return paths
 
@@ -77,13 +83,16 @@ def _scan_ustar(path: str) -> Optional[list[tuple[str, int, int]]]:
         try:
             view = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         except ValueError:  # empty file
+            logger.warning("shard %s is empty (0 bytes); re-copy or regenerate this shard", path)
             return []
     entries, pending = [], {}  # pending: pax 'path'/'size' overrides for the next member
+    complete = False
     with view:
         pos = 0
         while pos + 512 <= len(view):
             header = view[pos:pos + 512]
             if header[0] == 0:  # end-of-archive zero block
+                complete = True
                 break
             posix = header[257:263] == b"ustar\x00"
             if not (posix or header[257:265] == b"ustar  \x00") or header[124] & 0x80:
@@ -105,6 +114,11 @@ def _scan_ustar(path: str) -> Optional[list[tuple[str, int, int]]]:
             except ValueError:
                 return None
             pos += 512 + (size + 511) // 512 * 512
+        if not complete or (entries and entries[-1][1] + entries[-1][2] > len(view)):
+            readable = sum(1 for _, offset, size in entries if offset + size <= len(view))
+            logger.warning("shard %s is truncated (%d bytes, no end-of-archive block or a member cut short): its %d "
+                           "complete members are used, the rest is skipped; re-copy or regenerate this shard",
+                           path, len(view), readable)
     return entries
 
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from data.streams import derive_seed
+from utils.atomic import atomic_write_text, fsync_path
 
 META_FILE = "tokens_meta.json"
 SHARD_NAME = "tokens-{rank:04d}.npy"
@@ -62,16 +63,14 @@ class TokenShardWriter:
     def close(self) -> Path:
         self._records.flush()
         del self._records
+        fsync_path(self._tmp)
         os.replace(self._tmp, self.path)
+        fsync_path(self.path.parent)
         return self.path
 
 
 def write_meta(directory, meta: dict) -> Path:
-    path = Path(directory) / META_FILE
-    tmp = path.with_name(META_FILE + ".tmp")
-    tmp.write_text(json.dumps({"format": FORMAT, **meta}, indent=1))
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(Path(directory) / META_FILE, json.dumps({"format": FORMAT, **meta}, indent=1))
 
 
 class TokenShards:

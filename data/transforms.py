@@ -29,10 +29,20 @@ INTERPOLATIONS = {
 }
 
 
+HIGH_BIT_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # 16-bit grayscale PNG/TIFF decode to these
+
+
 def decode_image(data: bytes) -> Image.Image:
-    """Encoded image bytes (jpg/png/webp/...) -> fully decoded RGB PIL image; damaged data raises."""
+    """Encoded image bytes (jpg/png/webp/...) -> fully decoded RGB PIL image; damaged data raises.
+
+    Palette, CMYK, grayscale and alpha images convert as PIL's `convert("RGB")` does (alpha dropped, like the
+    official pipeline). 16-bit grayscale is rescaled to 8 bits (v / 257, rounded): PIL's own conversion clips
+    every value above 255, which turns such an image almost white."""
     with Image.open(io.BytesIO(data)) as image:
         image.load()  # decode now, so that truncated data fails here and not later
+        if image.mode in HIGH_BIT_DEPTH_MODES:
+            values = np.asarray(image, dtype=np.float64)
+            image = Image.fromarray(np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8), mode="L")
         return image.convert("RGB")
 
 

@@ -4,7 +4,8 @@ Train references follow the official pipeline `ResampledShards -> tarfile_to_sam
 slot (process x worker) draws shards uniformly with replacement from its own seeded RNG, walks each drawn shard's
 samples in tar order and passes them through a seeded shuffle buffer. A reference is just (shard, sample index):
 the sequence is computed from shard sample counts alone, so skipped references cost no I/O beyond indexing the
-shards they come from. Eval references are all samples of all shards, in pattern order.
+shards they come from. Eval references are all samples of all shards, in pattern order. Shards named by URL
+(https://, pipe:, fsspec) are fetched once into a local cache (`data.remote_shards`) and then read the same way.
 
 A sample's image is its first member among jpg, png, jpeg, webp (the official rename order) and its class id
 is the ASCII integer in `<key>.cls`.
@@ -17,6 +18,7 @@ from collections import OrderedDict
 from typing import BinaryIO, Iterator, Optional
 
 from data.streams import SHARD_STREAM, derive_seed, shuffled
+from data.remote_shards import RemoteShards, is_remote
 from data.tar_index import TarSample, expand_shards, index_tar, read_member
 
 IMAGE_KEYS = ("jpg", "png", "jpeg", "webp")
@@ -26,10 +28,13 @@ Ref = tuple[int, int]  # (shard number, sample number within the shard)
 class ShardSource:
     """Samples of the shards matching a brace pattern; keeps a few shard indices and open files per process."""
 
-    def __init__(self, pattern: str, shuffle_buffer_size: int = 1000, cached_shards: int = 4):
+    def __init__(self, pattern: str, shuffle_buffer_size: int = 1000, cached_shards: int = 4,
+                 remote_cache_dir: str = ""):
         if shuffle_buffer_size < 1:
             raise ValueError(f"dataset.params.shuffle_buffer_size must be >= 1, got {shuffle_buffer_size}")
-        self.pattern, self.paths = pattern, expand_shards(pattern)
+        # URLs (https://, pipe:, fsspec) are fetched once into a local cache, then read like local shards
+        self.paths = RemoteShards(pattern, remote_cache_dir) if is_remote(pattern) else expand_shards(pattern)
+        self.pattern = pattern
         self.shuffle_buffer_size, self.cached_shards = shuffle_buffer_size, cached_shards
         self._reset_cache()
 

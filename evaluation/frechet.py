@@ -17,6 +17,7 @@ import torch
 from scipy import linalg
 
 from evaluation.distributed import all_reduce_sum_
+from utils.atomic import atomic_path
 from utils.errors import MaskbitError
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
@@ -89,11 +90,8 @@ def frechet_distance(mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: 
 
 def save_fid_stats(path: Union[str, os.PathLike], mu: ArrayLike, sigma: ArrayLike) -> None:
     """Write reference statistics in the format of the official `train_imagenet256_stats.npz` (keys mu, sigma)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, mu=_as_float64(mu), sigma=_as_float64(sigma))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, mu=_as_float64(mu), sigma=_as_float64(sigma))
 
 
 def load_fid_stats(path: Union[str, os.PathLike]) -> tuple[np.ndarray, np.ndarray]:

@@ -18,6 +18,8 @@ import torch
 from tqdm import tqdm
 
 from evaluation.inception import to_uint8
+from utils.atomic import atomic_path, atomic_write_text
+from utils.errors import MaskbitError
 
 SampleFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (labels (B,), seeds (B,)) -> images in [0,1]
 
@@ -30,6 +32,10 @@ def class_labels(num_samples: int, num_classes: int, seed: int) -> torch.Tensor:
     """
     perm = torch.randperm(num_classes, generator=torch.Generator().manual_seed(seed))
     return perm.repeat(-(-num_samples // num_classes))[:num_samples]
+
+
+class SampleCacheMismatchError(MaskbitError, ValueError):
+    """A sample folder holds samples made with other weights or settings."""
 
 
 class SampleChunks:
@@ -49,12 +55,10 @@ class SampleChunks:
             old = json.loads(path.read_text())
             changed = {k: (old.get(k), v) for k, v in manifest.items() if old.get(k) != v}
             if changed:
-                raise ValueError(f"'{self.root}' holds samples of another run ({changed}, as (on disk, now)); "
+                raise SampleCacheMismatchError(f"'{self.root}' holds samples of another run ({changed}, as (on disk, now)); "
                                  f"use another output directory or delete it")
         else:
-            tmp = path.with_name(f"manifest.json.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(manifest, indent=1))
-            os.replace(tmp, path)
+            atomic_write_text(path, json.dumps(manifest, indent=1))
 
     def chunk_range(self, k: int) -> tuple[int, int]:
         return k * self.chunk_size, min((k + 1) * self.chunk_size, self.num_samples)
@@ -75,9 +79,8 @@ class SampleChunks:
         lo, hi = self.chunk_range(k)
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[0] != hi - lo:
             raise ValueError(f"chunk {k} must be uint8 ({hi - lo},H,W,3), got {images.dtype} {images.shape}")
-        tmp = self.path(k).with_suffix(".tmp.npy")
-        np.save(tmp, images)
-        os.replace(tmp, self.path(k))  # a chunk exists only once it is complete
+        with atomic_path(self.path(k)) as tmp, open(tmp, "wb") as f:  # a chunk exists only once it is complete
+            np.save(f, images)
 
     def load(self, k: int) -> np.ndarray:
         return np.load(self.path(k), allow_pickle=False)
@@ -89,15 +92,13 @@ class SampleChunks:
         path = Path(path)
         first = self.load(0)
         header = {"descr": "|u1", "fortran_order": False, "shape": (self.num_samples, *first.shape[1:])}
-        tmp = path.with_name(path.name + ".tmp")
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
             with zf.open("arr_0.npy", "w", force_zip64=True) as f:
                 np.lib.format.write_array_header_1_0(f, header)
                 for k in range(self.num_chunks):
                     f.write(np.ascontiguousarray(self.load(k)).tobytes())
             with zf.open("arr_1.npy", "w") as f:
                 np.lib.format.write_array(f, labels.cpu().numpy().astype(np.int64))
-        os.replace(tmp, path)
         return path
 
 

@@ -14,6 +14,8 @@ from typing import Optional, Tuple
 import torch
 from torch import nn
 
+from utils.config import ConfigError
+
 
 class SpatialTokenizer(nn.Module):
     downsample_factor: int  # pixels per token along each side
@@ -36,7 +38,7 @@ class SpatialTokenizer(nn.Module):
     def token_grid(self, image_size: int) -> Tuple[int, int]:
         """(h, w) of the token grid of a square `image_size` image."""
         if image_size % self.downsample_factor:
-            raise ValueError(f"image size {image_size} is not divisible by the tokenizer's downsampling factor "
+            raise ConfigError(f"image size {image_size} is not divisible by the tokenizer's downsampling factor "
                              f"{self.downsample_factor}; use a multiple of it (dataset.preprocessing.resolution).")
         side = image_size // self.downsample_factor
         return side, side

@@ -16,12 +16,12 @@ import argparse
 import sys
 
 import torch
-from accelerate import PartialState
 from tqdm import tqdm
 
 from data.loaders import build_eval_dataloader
 from evaluation import GaussianStats, save_fid_stats, to_uint8
 from evaluation.builders import inception_from_config
+from training.run_setup import process_state
 from utils.config import ConfigError, parse_args_or_exit
 from utils.errors import run_main
 
@@ -39,7 +39,7 @@ def main(argv=None) -> dict:
     if not config.evaluation.compute_inception:
         raise ConfigError("evaluation.compute_inception=false leaves nothing to compute")
 
-    state = PartialState()
+    state = process_state()
     inception = inception_from_config(config, state.device)
     loader = build_eval_dataloader(config.dataset, args.batch_size or config.evaluation.batch_size,
                                    state.process_index, state.num_processes)

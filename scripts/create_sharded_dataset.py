@@ -68,16 +68,21 @@ def main() -> None:
     parser.add_argument("--maxcount", type=int, default=5079, help="samples per shard")
     parser.add_argument("--maxsize", type=float, default=1e9, help="bytes per shard")
     parser.add_argument("--filekey", action="store_true", help="use the file stem as the sample key")
+    parser.add_argument("--num_classes", type=int, default=None,
+                        help="the model's class count: refuse class ids >= it (more class folders than classes)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes checking images")
     args = parser.parse_args()
 
     start = time.time()
     classes, files = list_images(os.path.join(args.data_root, args.split))
+    if args.num_classes is not None and len(classes) > args.num_classes:
+        raise MaskbitError(f"'{os.path.join(args.data_root, args.split)}' has {len(classes)} class folders, more than "
+                           f"--num_classes={args.num_classes}: class ids would reach {len(classes) - 1}")
     random.Random(args.seed).shuffle(files)
     out_dir = os.path.join(args.output, args.split)
     skipped = 0
     with multiprocessing.Pool(max(1, args.workers)) as pool, ShardWriter(out_dir, args.split, args.maxcount,
-                                                                         args.maxsize) as writer:
+                                                                         args.maxsize, args.num_classes) as writer:
         checked = pool.imap(read_checked, (path for path, _ in files), chunksize=16)
         for position, ((path, class_id), (data, ext)) in enumerate(tqdm(zip(files, checked), total=len(files))):
             if not data:

@@ -8,29 +8,34 @@
 
 Labels: one permutation of the classes (seed evaluation.seed) repeated, as the official script; sample i is
 drawn with seed evaluation.seed + i. Chunks of evaluation.batch_size samples are written to <out>/samples/ as
-they finish, so a killed run resumes where it stopped. Writes <out>/samples_NxHxWx3.npz (ADM layout, label
-order), and with evaluation.compute_inception: FID against evaluation.fid_stats_path and IS (10 splits from
+they finish, so a killed run resumes where it stopped; they are keyed by the sha256 of both weight files and the
+sampler settings (samples/manifest.json), so samples of other weights or settings are never reused
+(experiment.overwrite=true moves them aside). Writes <out>/samples_NxHxWx3.npz (ADM layout, label order), and with evaluation.compute_inception: FID against evaluation.fid_stats_path and IS (10 splits from
 50,000 samples on, else 1) to <out>/metrics.json. <out> = experiment.output_dir or
 $WORKSPACE/outputs/<experiment.name>/eval.
 """
 from __future__ import annotations
 
 import argparse
-import json
+import hashlib
 import pprint
+import shutil
 import sys
 import time
+from pathlib import Path
 
 import torch
-from accelerate import PartialState
 
 from evaluation import (GeneratorEvaluator, SampleChunks, class_labels, default_is_splits, generate_chunks,
                         iterate_chunk_batches, load_fid_stats)
 from evaluation.builders import inception_from_config
+from evaluation.generation import SampleCacheMismatchError
 from modeling import build_generator, build_sampler, build_tokenizer, generation_settings, load_pretrained
-from training.run_setup import set_backend_flags
+from modeling.checkpoint import resolve_checkpoint
+from training.run_setup import process_state, set_backend_flags
+from utils.atomic import atomic_write_json
 from utils.config import ConfigError, parse_args_or_exit
-from utils.errors import run_main
+from utils.errors import MaskbitError, run_main
 from utils.run_layout import resolve_output_dir
 
 OFFICIAL_FLAGS = {  # official argparse flag -> config key
@@ -62,6 +67,38 @@ def load_sampler(config, device):
     return build_sampler(config, generator, tokenizer, evaluation=True)
 
 
+def weights_sha256(path_or_id: str, key: str) -> str:
+    """sha256 of the weights file a checkpoint setting names: the sample cache is keyed by content, not path."""
+    if not path_or_id:
+        raise ConfigError(f"set experiment.{key}=PATH")
+    digest = hashlib.sha256()
+    with open(resolve_checkpoint(path_or_id), "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def open_sample_cache(out_dir: Path, num_samples: int, chunk_size: int, run_info: dict, overwrite: bool) -> None:
+    """Check that <out>/samples was made with these weights and settings. A mismatch stops (nothing is reused or
+    mixed); with experiment.overwrite=true the old samples, .npz and metrics.json move to <out>/replaced-<time>/."""
+    try:
+        SampleChunks(out_dir / "samples", num_samples, chunk_size, run_info)
+        return
+    except SampleCacheMismatchError as err:
+        if not overwrite:
+            raise MaskbitError(f"{err}. They were made with other weights or sampler settings and are not reused. "
+                               f"Set experiment.overwrite=true to move them (with the .npz and metrics.json made "
+                               f"from them) to {out_dir}/replaced-<time>/ and regenerate, or choose another "
+                               f"experiment.output_dir.") from None
+    target = out_dir / f"replaced-{time.strftime('%Y%m%d-%H%M%S')}"
+    target.mkdir(parents=True, exist_ok=False)
+    for entry in [out_dir / "samples", out_dir / "metrics.json", *out_dir.glob("samples_*.npz")]:
+        if entry.exists():
+            shutil.move(str(entry), str(target / entry.name))
+    print(f"experiment.overwrite: moved the samples of another run to {target}")
+    SampleChunks(out_dir / "samples", num_samples, chunk_size, run_info)
+
+
 def num_classes(config) -> int:
     with torch.device("meta"):  # the class count the generator is built with, whatever its family
         return build_generator(config).num_classes
@@ -70,7 +107,7 @@ def num_classes(config) -> int:
 def main(argv=None) -> dict:
     argv = to_overrides(list(sys.argv[1:] if argv is None else argv))
     config = parse_args_or_exit(argv, prog="eval_maskbit.py")
-    state = PartialState()
+    state = process_state()
     set_backend_flags(config.training.enable_tf32)
     device, cfg = state.device, config.evaluation
     num_samples, resolution = cfg.num_samples, config.dataset.preprocessing.resolution
@@ -84,10 +121,13 @@ def main(argv=None) -> dict:
     classes = num_classes(config)
     labels = class_labels(num_samples, classes, cfg.seed)
     run_info = {"seed": cfg.seed, "resolution": resolution, "num_classes": classes,
-                "tokenizer": config.experiment.vqgan_checkpoint, "generator": config.experiment.generator_checkpoint,
+                "tokenizer_sha256": weights_sha256(config.experiment.vqgan_checkpoint, "vqgan_checkpoint"),
+                "generator_sha256": weights_sha256(config.experiment.generator_checkpoint, "generator_checkpoint"),
                 "sampling": generation_settings(config, evaluation=True)}
-    chunks = SampleChunks(out_dir / "samples", num_samples, cfg.batch_size, run_info)
+    if state.is_main_process:  # checks (or sets aside) the cache before any process uses it
+        open_sample_cache(out_dir, num_samples, cfg.batch_size, run_info, config.experiment.overwrite)
     state.wait_for_everyone()
+    chunks = SampleChunks(out_dir / "samples", num_samples, cfg.batch_size, run_info)
 
     if state.is_main_process:
         print("Running generation...")
@@ -102,7 +142,8 @@ def main(argv=None) -> dict:
     state.wait_for_everyone()
 
     npz_path = out_dir / f"samples_{num_samples}x{resolution}x{resolution}x3.npz"
-    if state.is_main_process and not npz_path.is_file():
+    if state.is_main_process and (not npz_path.is_file() or max(
+            chunks.path(k).stat().st_mtime_ns for k in range(chunks.num_chunks)) > npz_path.stat().st_mtime_ns):
         chunks.write_npz(npz_path, labels)
         print(f"wrote {npz_path}")
 
@@ -122,7 +163,7 @@ def main(argv=None) -> dict:
         steps = run_info["sampling"].get("num_steps", run_info["sampling"].get("num_sample_steps"))
         print(f"Results for {config.model.vq_model.token_size} bits with {steps} steps.")  # the official line
         pprint.pprint(metrics)
-        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        atomic_write_json(out_dir / "metrics.json", metrics)
     state.wait_for_everyone()
     return metrics
 

@@ -11,18 +11,17 @@ reconstructions below) to experiment.output_dir, else $WORKSPACE/outputs/<experi
 """
 from __future__ import annotations
 
-import json
 import pprint
 
 import torch
 import torchvision
-from accelerate import PartialState
 
 from data.loaders import build_eval_dataloader
 from evaluation import evaluate_tokenizer
 from evaluation.builders import tokenizer_evaluator_from_config
 from modeling import build_tokenizer, load_pretrained
-from training.run_setup import set_backend_flags
+from training.run_setup import process_state, set_backend_flags
+from utils.atomic import atomic_write_json
 from utils.config import ConfigError, parse_args_or_exit
 from utils.errors import run_main
 from utils.run_layout import resolve_output_dir
@@ -32,7 +31,7 @@ def main(argv=None) -> dict:
     config = parse_args_or_exit(argv, prog="eval_tokenizer.py")
     if not config.experiment.vqgan_checkpoint:
         raise ConfigError("set experiment.vqgan_checkpoint=PATH (tokenizer weights to evaluate)")
-    state = PartialState()
+    state = process_state()
     set_backend_flags(config.training.enable_tf32)
     device = state.device
 
@@ -43,13 +42,17 @@ def main(argv=None) -> dict:
     if state.is_main_process:
         print(f"Evaluating tokenizer model at {config.dataset.preprocessing.resolution} resolution.")
     metrics, examples = evaluate_tokenizer(model, loader, evaluator, device, progress=state.is_main_process)
+    skipped = torch.tensor([loader.dataset.num_skipped], device=device)
+    if state.num_processes > 1:
+        torch.distributed.all_reduce(skipped)
+    metrics["SkippedSamples"] = int(skipped.item())  # unreadable eval images, all processes
 
     if state.is_main_process:
         print("EVALUATION")
         pprint.pprint(metrics)
         out_dir = resolve_output_dir(config, "eval")
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        atomic_write_json(out_dir / "metrics.json", metrics)
         if examples is not None:
             originals, reconstructions = examples
             grid = torch.cat([originals, reconstructions])

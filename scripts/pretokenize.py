@@ -14,11 +14,9 @@ image i seeded by training.seed, i, v), encodes with the frozen tokenizer in fp3
 images per batch), and writes one shard per process plus tokens_meta.json into the output folder. Train on it
 with `scripts/train_maskbit.py ... dataset.params.pretokenized_shards_path_or_url=<folder>`.
 """
-from accelerate import PartialState
-from accelerate.utils import parse_flag_from_env
 
 from data.pretokenize import pretokenize
-from training.run_setup import set_backend_flags
+from training.run_setup import process_state, set_backend_flags
 from training.token_source import load_frozen_tokenizer
 from utils.config import parse_args_or_exit, to_plain
 from utils.errors import MaskbitError, run_main
@@ -26,7 +24,7 @@ from utils.errors import MaskbitError, run_main
 
 def main() -> None:
     config = parse_args_or_exit(prog="pretokenize.py")
-    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))  # as accelerate's own AcceleratorState
+    state = process_state()
     set_backend_flags(config.training.enable_tf32)  # the same convolution settings as on-the-fly tokens
     tokenizer = load_frozen_tokenizer(config, state.device)
     meta = {"tokenizer": to_plain(config.model.vq_model),

@@ -3,8 +3,10 @@
     python scripts/quickstart.py --output runs/quickstart          # full run (under 15 minutes on 2 CPU cores)
     python scripts/quickstart.py --output runs/qs --short          # same code path, a few steps (tests)
 
-Stages, each through the project's real scripts and `configs/quickstart/*.yaml`; a finished stage is reused when
-the command runs again (an interrupted training resumes from its last checkpoint), unless `--fresh`:
+Stages, each through the project's real scripts and `configs/quickstart/*.yaml`; a stage is finished only when its
+marker `<output>/.quickstart/<stage>.done` exists (written atomically after the stage succeeded) and is then reused
+when the command runs again (an interrupted training resumes from its last checkpoint). `--fresh` deletes what the
+quickstart writes (the paths in OWN_OUTPUTS) and nothing else in --output before starting:
   1. data       synthetic class-conditional images written as train/val shards
   2. tokenizer  accelerate launch scripts/train_tokenizer.py   (LFQ, GAN + entropy loss, no perceptual loss)
   3. tok_eval   scripts/eval_tokenizer.py                      (PSNR, SSIM, codebook and per-bit usage)
@@ -40,6 +42,7 @@ from evaluation.synthetic_classifier import predict, train_classifier  # noqa: E
 from evaluation.synthetic_generation import evaluate_generation, generate_per_class  # noqa: E402
 from modeling import build_generator, build_tokenizer, load_pretrained, sampling_config, token_space  # noqa: E402
 from utils.config import load_config  # noqa: E402
+from utils.atomic import atomic_path, atomic_write_bytes, atomic_write_json  # noqa: E402
 from utils.plots import plot_loss_curves  # noqa: E402
 from utils.run_layout import WEIGHTS_BIN  # noqa: E402
 from utils.errors import run_main
@@ -53,6 +56,32 @@ SIZES = {
     "num_train": (5000, 600), "num_val": (500, 100), "tokenizer_steps": (None, 12), "generator_steps": (None, 12),
     "classifier_epochs": (4, 1), "samples_per_class": (50, 4),
 }
+
+
+# Everything the quickstart writes under --output: `--fresh` removes these and nothing else.
+STAGE_MARKERS = ".quickstart"
+OWN_OUTPUTS = ("data", "tokenizer", "tokenizer_eval", "tokens", "generator", "generator_eval.json",
+               "reconstructions.png", "samples.png", "loss_curves.png", "metrics.json", STAGE_MARKERS)
+
+
+def remove_own_outputs(out: Path) -> None:
+    for name in OWN_OUTPUTS:
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+
+
+def stage_done(out: Path, name: str, output: Path) -> bool:
+    """A stage is finished when its marker exists (written after it succeeded) and its output is still there;
+    an output without a marker (e.g. from a killed run) is never taken for a finished stage."""
+    return (out / STAGE_MARKERS / f"{name}.done").is_file() and output.exists()
+
+
+def mark_stage_done(out: Path, name: str, output: Path, seconds: float) -> None:
+    atomic_write_json(out / STAGE_MARKERS / f"{name}.done", {"stage": name, "output": str(output),
+                                                             "seconds": seconds})
 
 
 def size(name: str, short: bool):
@@ -125,7 +154,8 @@ def evaluate_samples(out: Path, data: dict, short: bool) -> dict:
                                    heldout_features)
     columns = min(per_class, 10)
     grid = images.view(NUM_CLASSES, per_class, *images.shape[1:])[:, :columns].flatten(0, 1)
-    torchvision.utils.save_image(grid, out / "samples.png", nrow=columns, padding=1)
+    with atomic_path(out / "samples.png") as tmp:
+        torchvision.utils.save_image(grid, tmp, nrow=columns, padding=1, format="png")
     return {"classifier_heldout_accuracy": float((heldout_pred == val_labels).float().mean()),
             "num_samples": len(images), **trained, "untrained_generator": baseline}
 
@@ -162,27 +192,29 @@ def check_floors(metrics: dict) -> list[tuple[str, bool, str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", required=True, type=Path, help="folder for every stage's outputs")
-    parser.add_argument("--fresh", action="store_true", help="delete --output first instead of reusing stages")
+    parser.add_argument("--fresh", action="store_true",
+                        help="delete what an earlier quickstart wrote in --output instead of reusing its stages")
     parser.add_argument("--short", action="store_true", help="a few steps per stage (smoke test, same code path)")
     args = parser.parse_args()
     out, short = args.output.resolve(), args.short
     if args.fresh and out.exists():
-        shutil.rmtree(out)
+        remove_own_outputs(out)
     out.mkdir(parents=True, exist_ok=True)
     start, timings = time.time(), {}
 
-    def stage(name: str, done: Path, fn) -> None:
-        if done.exists():
-            print(f"[{name}] reusing {done} (use --fresh to redo)")
+    def stage(name: str, output: Path, fn) -> None:
+        if stage_done(out, name, output):
+            print(f"[{name}] reusing {output} (use --fresh to redo)")
             return
         t0 = time.time()
         fn()
         timings[name] = round(time.time() - t0, 1)
+        mark_stage_done(out, name, output, timings[name])
 
     data_info = out / "data" / "patterns.json"
-    stage("data", data_info, lambda: data_info.write_text(json.dumps(write_synthetic_shards(
+    stage("data", data_info, lambda: atomic_write_json(data_info, write_synthetic_shards(
         out / "data", size("num_train", short), size("num_val", short), RESOLUTION, seed=0,
-        num_classes=NUM_CLASSES))))
+        num_classes=NUM_CLASSES)))
     data = json.loads(data_info.read_text())
 
     tok_config, gen_config = CONFIGS / "tokenizer_tiny.yaml", CONFIGS / "generator_tiny.yaml"
@@ -200,8 +232,7 @@ def main() -> None:
                                f"dataset.params.pretokenized_shards_path_or_url={tokens}"]
         + stage_overrides(out, "generator", size("generator_steps", short), data)))
     gen_metrics = out / "generator_eval.json"
-    stage("gen_eval", gen_metrics, lambda: gen_metrics.write_text(json.dumps(evaluate_samples(out, data, short),
-                                                                             indent=2)))
+    stage("gen_eval", gen_metrics, lambda: atomic_write_json(gen_metrics, evaluate_samples(out, data, short)))
 
     config = load_config([f"config={tok_config}"])
     tokens_per_image = token_space(config).seq_len
@@ -212,7 +243,7 @@ def main() -> None:
         "num_val_tokens": size("num_val", short) * tokens_per_image,
         "stage_seconds": timings, "short": short,
     }
-    shutil.copyfile(out / "tokenizer_eval" / "reconstructions.png", out / "reconstructions.png")
+    atomic_write_bytes(out / "reconstructions.png", (out / "tokenizer_eval" / "reconstructions.png").read_bytes())
     plot_loss_curves({
         "tokenizer": (out / "tokenizer" / "metrics.jsonl", ["train/reconstruction_loss", "train/total_loss",
                                                            "train/discriminator_loss"]),
@@ -222,7 +253,7 @@ def main() -> None:
     floors = check_floors(metrics)
     metrics["floors"] = {name: {"pass": ok, "measured": detail} for name, ok, detail in floors}
     metrics["wall_seconds_this_run"] = round(time.time() - start, 1)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    atomic_write_json(out / "metrics.json", metrics)
 
     tok, gen = metrics["tokenizer"], metrics["generator"]
     print(f"\n==== quickstart summary ({metrics['wall_seconds_this_run']:.0f} s this run) ====")

@@ -12,7 +12,6 @@ could not be read).
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from tqdm.auto import tqdm
 from data.transforms import EvalTransform, decode_image, to_float
 from evaluation import psnr, ssim
 from modeling import build_tokenizer, load_pretrained
+from utils.atomic import atomic_write_json
 from utils.config import ConfigError, parse_args_or_exit
 from utils.errors import MaskbitError, run_main
 
@@ -102,7 +102,7 @@ def main(argv=None) -> dict:
                "mean_PSNR": sum(r["PSNR"] for r in records) / len(records),
                "mean_SSIM": sum(r["SSIM"] for r in records) / len(records),
                "images": records, "skipped": skipped}
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    atomic_write_json(out_dir / "metrics.json", metrics)
     print(f"{len(records)} reconstructions in {out_dir} (mean PSNR {metrics['mean_PSNR']:.2f} dB, mean SSIM "
           f"{metrics['mean_SSIM']:.4f}); {len(skipped)} file(s) skipped")
     return metrics

@@ -119,7 +119,8 @@ def test_script_one_and_two_processes_agree(eval_setup):
     single = eval_tokenizer.main(args + [f"experiment.output_dir={root / 'one'}"])
     assert_metrics_close(json.loads((root / "one" / "metrics.json").read_text()), single)
     assert (root / "one" / "reconstructions.png").is_file()
-    assert list(single) == ["MAE", "MSE", "PSNR", "SSIM", "LPIPS", "CodebookUsage", "CodebookEntropy", "BitUsage"]
+    assert list(single) == ["MAE", "MSE", "PSNR", "SSIM", "LPIPS", "CodebookUsage", "CodebookEntropy", "BitUsage",
+                            "SkippedSamples"]
     assert len(single["BitUsage"]) == 4
 
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",

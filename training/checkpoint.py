@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from modeling.checkpoint import CheckpointNotFoundError
+from utils.atomic import atomic_torch_save, atomic_write_json, fsync_path
 from utils.run_layout import (CHECKPOINT_PATTERN, EMA_FILE, METADATA_FILE, MODEL_FILE, STATE_FILE,
                                      checkpoint_name, rng_state_file)
 
@@ -101,19 +102,20 @@ class CheckpointManager:
             shutil.rmtree(partial, ignore_errors=True)
             partial.mkdir(parents=True)
         acc.wait_for_everyone()
-        torch.save(rng_state(), partial / rng_state_file(acc.process_index))
+        atomic_torch_save(rng_state(), partial / rng_state_file(acc.process_index))
         if acc.is_main_process:
-            (partial / MODEL_FILE).parent.mkdir()
-            torch.save(dict(model_state), partial / MODEL_FILE)
+            atomic_torch_save(dict(model_state), partial / MODEL_FILE)
             if ema_state is not None:
-                (partial / EMA_FILE).parent.mkdir()
-                torch.save(dict(ema_state), partial / EMA_FILE)
-            torch.save(dict(training_state), partial / STATE_FILE)
-            with open(partial / METADATA_FILE, "w") as f:
-                json.dump({"global_step": step}, f)
+                atomic_torch_save(dict(ema_state), partial / EMA_FILE)
+            atomic_torch_save(dict(training_state), partial / STATE_FILE)
+            atomic_write_json(partial / METADATA_FILE, {"global_step": step})
+            for sub in {(partial / MODEL_FILE).parent, (partial / EMA_FILE).parent, partial}:
+                if sub.is_dir():
+                    fsync_path(sub)
         acc.wait_for_everyone()
         if acc.is_main_process:
             os.replace(partial, final)
+            fsync_path(self.output_dir)
             self._prune()
         acc.wait_for_everyone()
         return final

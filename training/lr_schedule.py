@@ -108,3 +108,41 @@ def lr_scheduler_from_config(optimizer: Optimizer, lr_scheduler, total_steps: in
     p = lr_scheduler.params
     return build_lr_scheduler(optimizer, lr_scheduler.scheduler, p.warmup_steps, total_steps, p.min_lr_ratio,
                               num_cycles=p.num_cycles, power=p.power, lr_end=p.lr_end, end_lr=p.end_lr)
+
+
+def configured_hparams(optimizer: Optimizer, scheduler) -> dict:
+    """What the config asks for, taken from a freshly built optimizer/scheduler before a checkpoint is loaded:
+    {"base_lrs": peak lr per group, "weight_decay": per group}."""
+    return {"base_lrs": list(getattr(scheduler, "base_lrs", [g["lr"] for g in optimizer.param_groups])),
+            "weight_decay": [g.get("weight_decay") for g in optimizer.param_groups]}
+
+
+def apply_resume_hparams(optimizer: Optimizer, scheduler, configured: dict, source: str = "config") -> str:
+    """After loading a checkpoint's optimizer and scheduler states: with source='config' put the configured peak lr
+    and weight decay back (the checkpoint stores the values of the run that wrote it) and recompute the current lr
+    from the restored step with this config's schedule, exactly as `LambdaLR.step` would; with 'checkpoint' keep
+    the checkpoint's values. The schedule's shape and length always follow the config (they are not stored).
+    Returns a line saying which values are in use."""
+    stored_lrs = list(getattr(scheduler, "base_lrs", []))
+    stored_wd = [g.get("weight_decay") for g in optimizer.param_groups]
+    apply = source == "config" and isinstance(scheduler, LambdaLR)
+    if apply:
+        scheduler.base_lrs = list(configured["base_lrs"])
+        for group, base_lr, wd in zip(optimizer.param_groups, configured["base_lrs"], configured["weight_decay"]):
+            group["initial_lr"] = base_lr
+            if wd is not None:
+                group["weight_decay"] = wd
+        lrs = [base_lr * lmbda(scheduler.last_epoch) for lmbda, base_lr in zip(scheduler.lr_lambdas,
+                                                                                scheduler.base_lrs)]
+        for group, lr in zip(optimizer.param_groups, lrs):
+            group["lr"] = lr
+        scheduler._last_lr = lrs
+    used = "config" if apply else "checkpoint"
+
+    def fmt(values):
+        return "/".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in values)
+
+    return (f"peak lr {fmt(scheduler.base_lrs)} (checkpoint {fmt(stored_lrs)}, config "
+            f"{fmt(configured['base_lrs'])}), weight decay {fmt([g.get('weight_decay') for g in optimizer.param_groups])}"
+            f" (checkpoint {fmt(stored_wd)}), from the {used}; step {getattr(scheduler, 'last_epoch', '?')}, lr now "
+            f"{fmt([g['lr'] for g in optimizer.param_groups])}")

@@ -44,6 +44,17 @@ class MetricsLogger:
     def __init__(self, accelerator, output_dir: Path):
         self.accelerator = accelerator
         self.path = Path(output_dir) / METRICS_FILE
+        if accelerator.is_main_process:
+            self._drop_partial_last_line()
+
+    def _drop_partial_last_line(self) -> None:
+        """A run killed while appending can leave a last line without its newline: cut it before appending."""
+        if not self.path.is_file():
+            return
+        data = self.path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with self.path.open("r+b") as f:
+                f.truncate(data.rfind(b"\n") + 1)
 
     def log(self, step: int, scalars: Mapping[str, float]) -> None:
         self.accelerator.log(dict(scalars), step=step)

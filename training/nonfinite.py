@@ -1,4 +1,4 @@
-"""Stop training on a NaN/inf loss before the broken state can reach a checkpoint."""
+"""Stop training on a NaN/inf loss or gradient norm before the broken state can reach a checkpoint."""
 from __future__ import annotations
 
 import math
@@ -26,7 +26,8 @@ class NonFiniteGuard:
         self._pending: list[tuple[int, Mapping[str, torch.Tensor], torch.Tensor]] = []
 
     def observe(self, step: int, terms: Mapping[str, torch.Tensor]) -> None:
-        """Record the (detached, scalar) loss terms of optimizer step `step` (1-based: the step being taken)."""
+        """Record the (detached, scalar) loss terms or gradient norms of optimizer step `step` (1-based: the step
+        being taken)."""
         finite = torch.stack([t.detach().float().reshape(()) for t in terms.values()]).isfinite().all()
         self._pending.append((step, dict(terms), finite))
 
@@ -54,7 +55,8 @@ class NonFiniteGuard:
 
     @staticmethod
     def _first_bad(pending) -> Optional[tuple[int, dict[str, float]]]:
-        for step, terms, finite in pending:
-            if not bool(finite):
-                return step, {k: float(v) for k, v in terms.items()}
+        for step, _, finite in pending:
+            if not bool(finite):  # report every term of that step (loss terms and gradient norms)
+                merged = {k: float(v) for s, terms, _ in pending if s == step for k, v in terms.items()}
+                return step, merged
         return None

@@ -39,6 +39,16 @@ def build_accelerator(config, output_dir: Path) -> Accelerator:
     return accelerator
 
 
+def process_state():
+    """accelerate's `PartialState` for scripts without an `Accelerator`. Like `AcceleratorState` it honours
+    ACCELERATE_USE_CPU: without it, `ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2` on a
+    machine without GPUs gives every process rank 0 of 1, and each one does all the work."""
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+
+
 def setup_file_logging(output_dir: Path, is_main_process: bool, name: str = "maskbit") -> logging.Logger:
     """Log INFO to stdout and `<output_dir>/logs/log.txt` on the main process, warnings only elsewhere."""
     logger = logging.getLogger(name)

@@ -78,6 +78,7 @@ class TiTokTokenizerTrainer(TokenizerTrainer):
         cfg, acc = self.config, self.accelerator
         self.stage = titok_stage(cfg.model.vq_model)
         tokenizer = build_tokenizer(cfg).to(self.device)
+        tokenizer.token_grid(cfg.dataset.preprocessing.resolution)  # a resolution it cannot tile fails here, named
         self.proxy = None
         if self.stage == "stage1":
             self.proxy = load_maskgit_vqgan(cfg).to(self.device)

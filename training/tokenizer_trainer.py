@@ -42,6 +42,7 @@ class TokenizerTrainer(Trainer):
         cfg, acc = self.config, self.accelerator
         # same construction order as the reference (tokenizer, discriminator, loss) so a seed gives its init
         tokenizer = build_tokenizer(cfg).to(self.device)
+        tokenizer.token_grid(cfg.dataset.preprocessing.resolution)  # a resolution it cannot tile fails here, named
         recipe = getattr(tokenizer, "training_recipe", "vqgan")
         if recipe != "vqgan":
             raise MaskbitError(f"{type(tokenizer).__name__} ({cfg.model.vq_model.model_class}) is trained with its own "

@@ -5,10 +5,13 @@ A subclass implements
     train_step(batch)   one micro-batch (runs inside `accelerator.accumulate`); returns detached scalar loss terms
 and may override `visualize(batch)`, `evaluate()` and `extra_logs()`.
 
-The base class owns the rest: output directory and merged `config.yaml`, logging (log file, tensorboard/wandb,
+The base class owns the rest: the output directory (one writer at a time: `training.run_lock`; its run identity,
+`run.json` and the merged `config.yaml`, written once the run has started: `training.run_identity`), logging (log file, tensorboard/wandb,
 `metrics.jsonl`, tqdm), the deterministic data stream restarted at `global_step * accumulation` batches on resume,
 EMA of the main model, clipping/stepping via `optimizer_step(name)`, the non-finite-loss guard, periodic
-checkpoints (`training.checkpoint`), exact resume / warm start, and the final export of the (EMA) weights to
+checkpoints (`training.checkpoint`; a checkpoint that does not load is moved to corrupt-checkpoint-<step> and the
+next older one is used), exact resume / warm start (the config's lr, schedule and weight decay apply unless
+experiment.resume_optimizer_hparams=checkpoint), and the final export of the (EMA) weights to
 `<output_dir>/pytorch_model.bin` in the released plain-state-dict format, and as `<output_dir>/model.safetensors`.
 """
 from __future__ import annotations
@@ -22,13 +25,19 @@ import torch
 from tqdm.auto import tqdm
 
 from training.checkpoint import (CheckpointManager, CheckpointNotFoundError, is_complete_checkpoint,
-                                 latest_checkpoint)
+                                 list_checkpoints)
+from data.shards import ClassIdError
 from training.ema import EMAModel
+from training.lr_schedule import apply_resume_hparams, configured_hparams
 from training.metrics import MetricsLogger, WindowMeans
-from training.nonfinite import NonFiniteGuard
+from training.nonfinite import NonFiniteGuard, NonFiniteLossError
+from training.run_identity import plan_run, record_start
+from training.run_lock import RunLock
 from training.run_setup import build_accelerator, setup_file_logging
-from utils.config import as_config, save_config, to_plain
-from utils.run_layout import (CONFIG_FILE, METADATA_FILE, WEIGHTS_BIN, WEIGHTS_SAFETENSORS, checkpoint_name,
+from training.run_validation import validate_training_config
+from utils.atomic import atomic_save_safetensors, atomic_torch_save
+from utils.config import as_config, to_plain
+from utils.run_layout import (CORRUPT_PREFIX, METADATA_FILE, WEIGHTS_BIN, WEIGHTS_SAFETENSORS, checkpoint_name,
                               resolve_output_dir)
 
 
@@ -37,6 +46,7 @@ class Trainer:
 
     def __init__(self, config):
         self.config = cfg = as_config(config)
+        validate_training_config(cfg)
         init = cfg.experiment.init_checkpoint
         if init and not is_complete_checkpoint(Path(init)):
             raise CheckpointNotFoundError(
@@ -45,9 +55,19 @@ class Trainer:
                 f"train from scratch.")
         self.output_dir = resolve_output_dir(cfg)
         self.accelerator = acc = build_accelerator(cfg, self.output_dir)
+        self.lock = RunLock(self.output_dir).acquire() if acc.is_main_process else None
+        try:
+            self._setup()
+        except BaseException:
+            self.release()
+            raise
+
+    def _setup(self) -> None:
+        cfg, acc = self.config, self.accelerator
+        self.run_plan = plan_run(self.output_dir, cfg)  # reads only: a run that cannot continue stops here
+        acc.wait_for_everyone()
         if acc.is_main_process:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, self.output_dir / CONFIG_FILE)
+            self.run_plan.apply()
         acc.wait_for_everyone()
         self.logger = setup_file_logging(self.output_dir, acc.is_main_process)
         self.device = acc.device
@@ -64,6 +84,17 @@ class Trainer:
         self.checkpoints = CheckpointManager(self.output_dir, acc, cfg.experiment.keep_last)
         self.build()
         self._init_trackers()
+        if self.lock is not None and self.lock.stale_holder:
+            self.logger.warning(f"Took over the stale lock of a run that ended without releasing it: "
+                                f"{self.lock.stale_holder}")
+        if self.run_plan.moved_to is not None:
+            self.logger.info(f"experiment.overwrite: moved the previous run to {self.run_plan.moved_to}")
+
+    def release(self) -> None:
+        """Give up the output folder's lock (at the end of `train`, on errors; also on interpreter exit)."""
+        if getattr(self, "lock", None) is not None:
+            self.lock.release()
+            self.lock = None
 
     # ----------------------------------------------------------------------------------- subclass interface
     def build(self) -> None:
@@ -102,7 +133,9 @@ class Trainer:
         acc, max_norm = self.accelerator, self.config.training.max_grad_norm
         optimizer = self.optimizers[name]
         if acc.sync_gradients and max_norm and max_norm > 0:
-            acc.clip_grad_norm_(self.models[name].parameters(), max_norm)
+            norm = acc.clip_grad_norm_(self.models[name].parameters(), max_norm)
+            if acc.scaler is None and torch.is_tensor(norm):  # under fp16 an inf norm is a skipped step, not a fault
+                self.guard.observe(self.global_step + 1, {f"grad_norm/{name}": norm})
         optimizer.step()
         if acc.sync_gradients:
             if not getattr(optimizer, "step_was_skipped", False):  # fp16 overflow: keep the schedule in place
@@ -121,13 +154,23 @@ class Trainer:
                                           acc.process_index, acc.num_processes, start)
 
         if not cfg.training.overfit_batch:
-            return iter(loader(start_batch))
+            stream = loader(start_batch)
+            self._train_dataset = stream.dataset
+            return iter(stream)
         n = cfg.training.overfit_batch_num
-        fixed = list(itertools.islice(iter(loader(0)), n))
+        stream = loader(0)
+        self._train_dataset = stream.dataset
+        fixed = list(itertools.islice(iter(stream), n))
         return (fixed[i % n] for i in itertools.count(start_batch))
 
     # ---------------------------------------------------------------------------------------------- loop
     def train(self) -> None:
+        try:
+            self._train()
+        finally:
+            self.release()
+
+    def _train(self) -> None:
         cfg, acc = self.config, self.accelerator
         resumed = self.resume()
         accumulation = cfg.training.gradient_accumulation_steps
@@ -143,10 +186,15 @@ class Trainer:
         progress = tqdm(total=cfg.training.max_train_steps, initial=self.global_step, dynamic_ncols=True,
                         disable=not acc.is_main_process)
         self._window_start, self._window_steps, self._data_time = time.perf_counter(), 0, 0.0
+        first_batch = True
         while self.global_step < cfg.training.max_train_steps:
             self.guard.check()  # the previous step's losses (synchronises one step late, almost for free)
             start = time.perf_counter()
             batch = next(batches)
+            if first_batch:
+                self.check_first_batch(batch)
+                self._record_start()
+                first_batch = False
             self._data_time += time.perf_counter() - start
             with acc.accumulate(*self.models.values()):
                 logs = self.train_step(batch)
@@ -161,12 +209,55 @@ class Trainer:
             progress.update(1)
             self._periodic(batch, progress)
         progress.close()
+        if first_batch:  # resumed at the last step: nothing trained, the run still (re)started
+            self._record_start()
+        self.logger.info(f"Training reached step {self.global_step}: {self.num_skipped_samples()} unreadable "
+                         f"sample(s) skipped on this process")
         self.save_checkpoint()
         self.export_weights()
         acc.end_training()
 
+    def _record_start(self) -> None:
+        """The run has started (built, resumed, first batch read and checked): only now are config.yaml and run.json
+        written, so a launch that fails earlier leaves the folder as it was."""
+        if not self.accelerator.is_main_process:
+            return
+        record = record_start(self.output_dir, self.config, self.run_plan, self.global_step)
+        for key, (before, now) in self.run_plan.changes.items():
+            self.logger.info(f"Config change on resume: {key}: {before!r} -> {now!r} (recorded in run.json)")
+        self.logger.info(f"Run {record['run_id']} (config hash {record['config_hash']}, code "
+                         f"{record['history'][-1]['code_version']})")
+
+    def check_first_batch(self, batch: Mapping) -> None:
+        """Inputs the model cannot take, found on the first batch instead of as an index error deep inside: class ids
+        outside [0, num_classes) of a class-conditional main model."""
+        classes = getattr(self.unwrap(self.main_model), "num_classes", None)
+        ids = batch.get("class_id") if isinstance(batch, Mapping) else None
+        if not isinstance(classes, int) or not torch.is_tensor(ids):
+            return
+        bad = ids[(ids < 0) | (ids >= classes)]
+        if len(bad):
+            raise ClassIdError(
+                f"The first training batch has class id(s) {sorted(set(bad.tolist()))[:5]} outside [0, {classes}) "
+                f"of the {self.main_model} (its num_classes is {classes}). Fix the labels of the training data, or "
+                f"the model's class count in the config.")
+
+    def num_skipped_samples(self) -> int:
+        """Unreadable training samples skipped so far by this process's data stream (all its workers)."""
+        return int(getattr(getattr(self, "_train_dataset", None), "num_skipped", 0))
+
+    def _epoch_of(self, step: int) -> float:
+        cfg = self.config
+        global_batch = (cfg.training.per_gpu_batch_size * cfg.training.gradient_accumulation_steps
+                        * self.accelerator.num_processes)
+        return step * global_batch / cfg.experiment.max_train_examples
+
     def _periodic(self, batch: Mapping, progress) -> None:
         step, every = self.global_step, self.config.experiment
+        if int(self._epoch_of(step)) > int(self._epoch_of(step - 1)):
+            self.logger.info(f"Epoch {int(self._epoch_of(step))} finished at step {step} "
+                             f"(experiment.max_train_examples={every.max_train_examples}): "
+                             f"{self.num_skipped_samples()} unreadable sample(s) skipped so far on this process")
         if step % every.log_every == 0:
             self._log(progress)
         start = time.perf_counter()
@@ -199,8 +290,8 @@ class Trainer:
         scalars["perf/samples_per_sec_per_gpu"] = images / elapsed
         scalars["perf/sec_per_step"] = elapsed / max(1, self._window_steps)
         scalars["perf/data_time_per_step"] = self._data_time / max(1, self._window_steps)
-        global_batch = cfg.training.per_gpu_batch_size * cfg.training.gradient_accumulation_steps * acc.num_processes
-        scalars["epoch"] = self.global_step * global_batch / cfg.experiment.max_train_examples
+        scalars["epoch"] = self._epoch_of(self.global_step)
+        scalars["data/skipped_samples"] = self.num_skipped_samples()
         scalars.update(self.extra_logs())
         self.metrics.log(self.global_step, scalars)
         key = f"train/{self.main_loss}"
@@ -229,8 +320,9 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------- state
     def save_checkpoint(self) -> Path:
-        """Write checkpoint-<global_step> (after making sure no loss went non-finite since the last check)."""
+        """Write checkpoint-<global_step> (after making sure no loss, gradient norm or parameter went non-finite)."""
         self.guard.check()
+        self._check_finite_parameters()
         existing = self.output_dir / checkpoint_name(self.global_step)
         if is_complete_checkpoint(existing):  # e.g. the final save right after a periodic one
             return existing
@@ -248,26 +340,71 @@ class Trainer:
         self.logger.info(f"Saved {path}")
         return path
 
+    def _check_finite_parameters(self) -> None:
+        modules = {name: self.unwrap(name) for name in self.models}
+        if self.ema is not None:
+            modules["EMA"] = self.ema.module
+        for name, module in modules.items():
+            params = [p.detach() for p in module.parameters()]
+            if params and not bool(torch.stack([p.isfinite().all() for p in params]).all()):
+                raise NonFiniteLossError(
+                    f"Non-finite parameters in the {name} model after optimizer step {self.global_step}; training "
+                    f"stopped without saving them (the newest checkpoint-<step> folder predates this step). Lower "
+                    f"the learning rate (optimizer.params.learning_rate=...), use fp32 or bf16 instead of fp16, or "
+                    f"check the data, then resume.")
+
     def resume(self) -> bool:
-        """Continue from the newest complete checkpoint (experiment.resume) or warm-start from init_checkpoint;
-        True when a checkpoint was loaded."""
+        """Continue from the newest checkpoint that loads (experiment.resume) or warm-start from init_checkpoint;
+        True when a checkpoint was loaded. A checkpoint that fails to load is moved to corrupt-checkpoint-<step>."""
         cfg = self.config
-        path = latest_checkpoint(self.output_dir) if cfg.experiment.resume else None
-        if path is None and cfg.experiment.init_checkpoint:
-            path = Path(cfg.experiment.init_checkpoint)
-        if path is None:
-            self.logger.info("No checkpoint to resume from: training from scratch.")
-            return False
-        self.load_checkpoint(path)
-        return True
+        if cfg.experiment.resume:
+            for _, path in reversed(list_checkpoints(self.output_dir)):
+                state = self._try_load(path)
+                if state is not None:
+                    self._apply_state(state, path)
+                    return True
+        if cfg.experiment.init_checkpoint:
+            self.load_checkpoint(Path(cfg.experiment.init_checkpoint))
+            return True
+        self.logger.info("No checkpoint to resume from: training from scratch.")
+        return False
+
+    def _try_load(self, path: Path) -> Optional[dict]:
+        """The checkpoint's state, or None after moving a damaged checkpoint aside (agreed by every process)."""
+        acc = self.accelerator
+        try:
+            state, error = self.checkpoints.load(path), None
+        except Exception as err:  # truncated/garbled files, missing keys, pickled objects: not a usable checkpoint
+            state, error = None, err
+        ok = torch.tensor([0.0 if state is None else 1.0], device=acc.device)
+        if acc.num_processes > 1:
+            ok = acc.reduce(ok, reduction="sum") / acc.num_processes
+        if bool(ok.item() == 1.0):
+            return state
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            target = path.with_name(f"{CORRUPT_PREFIX}{path.name}")
+            n = 1
+            while target.exists():
+                n += 1
+                target = path.with_name(f"{CORRUPT_PREFIX}{path.name}.{n}")
+            path.rename(target)
+            reason = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}" if error else "another process"
+            self.logger.warning(f"Checkpoint {path} could not be loaded ({reason}); moved it to {target} and "
+                                f"trying the next older checkpoint.")
+        acc.wait_for_everyone()
+        return None
 
     def load_checkpoint(self, path: Path) -> None:
-        state = self.checkpoints.load(path)
+        self._apply_state(self.checkpoints.load(path), path)
+
+    def _apply_state(self, state: dict, path: Path) -> None:
         training_state = state["training_state"]
         self.unwrap(self.main_model).load_state_dict(state["model"])
         for name in self.models:
             if name != self.main_model:
                 self.unwrap(name).load_state_dict(training_state["models"][name])
+        configured = {name: configured_hparams(o, self.schedulers[name]) for name, o in self.optimizers.items()}
         for name, optimizer in self.optimizers.items():
             optimizer.load_state_dict(training_state["optimizers"][name])
         for name, scheduler in self.schedulers.items():
@@ -276,6 +413,10 @@ class Trainer:
             else:  # restart the schedule; drop the lr stored with the optimizer
                 for group, lr in zip(self.optimizers[name].param_groups, scheduler.get_last_lr()):
                     group["lr"] = lr
+        source = self.config.experiment.resume_optimizer_hparams
+        for name, optimizer in self.optimizers.items():
+            message = apply_resume_hparams(optimizer, self.schedulers[name], configured[name], source)
+            self.logger.info(f"Resume hyper-parameters of {name}: {message}")
         for name, module in self.buffers.items():
             module.load_state_dict(training_state["buffers"][name])
         if self.accelerator.scaler is not None and training_state.get("scaler"):
@@ -288,16 +429,15 @@ class Trainer:
     def export_weights(self) -> Path:
         """Save the final EMA (else plain) weights of the main model as a plain state dict (`pytorch_model.bin`,
         the released format) and as `model.safetensors` (same tensors); returns the .bin path."""
-        from safetensors.torch import save_file
-
         path = self.output_dir / WEIGHTS_BIN
         if self.accelerator.is_main_process:
             module = self.ema.module if self.ema is not None else self.unwrap(self.main_model)
             state = module.state_dict()
-            torch.save(state, path)
-            # safetensors refuses tensors that share memory; contiguous copies keep every key of the state dict
-            save_file({k: v.detach().clone().contiguous() for k, v in state.items()},
-                      str(self.output_dir / WEIGHTS_SAFETENSORS))
+            # safetensors first: the .bin is what the quickstart and users take as "the run finished"
+            # (safetensors refuses tensors that share memory; contiguous copies keep every key of the state dict)
+            atomic_save_safetensors({k: v.detach().clone().contiguous() for k, v in state.items()},
+                                    self.output_dir / WEIGHTS_SAFETENSORS)
+            atomic_torch_save(state, path)
             self.logger.info(f"Exported final {'EMA ' if self.ema else ''}weights to {path} and "
                              f"{WEIGHTS_SAFETENSORS}")
         self.accelerator.wait_for_everyone()

@@ -7,6 +7,8 @@ import torch
 from PIL import Image
 from torchvision.utils import make_grid
 
+from utils.atomic import atomic_path
+
 
 def reconstruction_grid(originals: torch.Tensor, reconstructions: torch.Tensor, padding: int = 2) -> torch.Tensor:
     """(N, 3, H, W) originals and reconstructions -> (3, H', W') uint8 grid: originals on top, reconstructions
@@ -17,7 +19,6 @@ def reconstruction_grid(originals: torch.Tensor, reconstructions: torch.Tensor, 
 
 
 def save_grid(grid: torch.Tensor, path: Path) -> None:
-    """Save a (3, H, W) uint8 grid as PNG."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid.permute(1, 2, 0).numpy()).save(path)
+    """Save a (3, H, W) uint8 grid as PNG (atomically: a killed run never leaves a cut image)."""
+    with atomic_path(Path(path)) as tmp:
+        Image.fromarray(grid.permute(1, 2, 0).numpy()).save(tmp, format="PNG")

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.nodes import StringNode
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from utils.atomic import atomic_path
 from utils.errors import MaskbitError
 from utils.schema import Config
 
@@ -130,7 +131,15 @@ def load_config(argv: Optional[Sequence[str]] = None) -> DictConfig:
     argv = list(sys.argv[1:] if argv is None else argv)
     bad = [a for a in argv if "=" not in a]
     if bad:
-        raise ConfigError(f"Arguments must look like key=value, got {bad}. {USAGE.format(prog='script')}")
+        raise ConfigError(f"Arguments must look like key=value, got {bad}. If a shard pattern or path was split by "
+                          f"the shell, quote it: key='DIR/imagenet-train-{{0000..0252}}.tar'. "
+                          f"{USAGE.format(prog='script')}")
+    keys = [a.split("=", 1)[0] for a in argv]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise ConfigError(f"Command-line key(s) given more than once: {repeated}. An unquoted brace pattern or glob "
+                          f"is expanded by the shell into one key=value per file; quote it, e.g. "
+                          f"{repeated[0]}='DIR/imagenet-train-{{0000..0252}}.tar', and give each key once.")
     try:
         cli = OmegaConf.from_dotlist(argv)
     except OmegaConfBaseException as err:
@@ -184,11 +193,8 @@ def parse_args_or_exit(argv: Optional[Sequence[str]] = None, prog: Optional[str]
 
 def save_config(cfg: DictConfig, path: Union[str, Path]) -> None:
     """Write the fully merged, resolved config (the run's record of what it did)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    OmegaConf.save(cfg, tmp, resolve=True)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        OmegaConf.save(cfg, tmp, resolve=True)
 
 
 def to_plain(cfg: ConfigLike) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from utils.atomic import atomic_path
 from utils.run_layout import read_metrics
 
 
@@ -35,5 +36,6 @@ def plot_loss_curves(panels: Mapping[str, tuple[Path, Sequence[str]]], path: Pat
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)

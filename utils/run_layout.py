@@ -1,7 +1,9 @@
 """Where a run writes, and the names of what it writes: the one place they are spelled.
 
     <output_dir>/                              experiment.output_dir, else $WORKSPACE/outputs/<experiment.name>
-        config.yaml                            the merged config of the run
+        config.yaml                            the merged config of the run (written once the run has started)
+        run.json                               run id, config hash, code version, created / resumed, changes
+        .run.lock                              pid and host of the process writing here (training.run_lock)
         metrics.jsonl                          one {"step": ..., scalars} record per log step
         pytorch_model.bin, model.safetensors   final (EMA) weights of the main model, plain state dict
         checkpoint-<step>/
@@ -22,6 +24,8 @@ import re
 from pathlib import Path
 
 CONFIG_FILE = "config.yaml"
+RUN_FILE = "run.json"  # run id, defining-config hash, code version, start/resume history (training.run_identity)
+CORRUPT_PREFIX = "corrupt-"  # a checkpoint that failed to load is moved to corrupt-checkpoint-<step>
 METRICS_FILE = "metrics.jsonl"
 
 WEIGHTS_BIN = "pytorch_model.bin"
@@ -56,7 +60,16 @@ def resolve_output_dir(config, subdir: str = "") -> Path:
 
 
 def read_metrics(path) -> list[dict]:
-    """The records of a metrics.jsonl file (a run's folder or the file itself)."""
+    """The records of a metrics.jsonl file (a run's folder or the file itself). A last line cut short by a killed
+    run is left out (every other line must parse)."""
     path = Path(path)
     with open(path / METRICS_FILE if path.is_dir() else path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        lines = [line for line in f if line.strip()]
+    records = [json.loads(line) for line in lines[:-1]]
+    if lines:
+        try:
+            records.append(json.loads(lines[-1]))
+        except ValueError:
+            if lines[-1].endswith("\n"):  # a complete but invalid line is an error, not a cut
+                raise
+    return records

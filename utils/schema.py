@@ -25,6 +25,8 @@ class ExperimentConfig:
     logger: str = "tensorboard"  # tensorboard | wandb
     resume: bool = True  # continue from the newest complete checkpoint-<step> in the output directory
     resume_lr_scheduler: bool = True  # restore the LR scheduler state when resuming
+    resume_optimizer_hparams: str = "config"  # on resume, lr / schedule / weight decay from: config | checkpoint
+    overwrite: bool = False  # with resume=false: move a run already in the output folder aside and start over
     keep_last: int = 2  # number of checkpoint-<step> folders to keep (0 keeps all)
     init_checkpoint: str = ""  # warm start: full training state from this checkpoint folder
     init_weight: str = ""  # TiTok (official key): plain model weights loaded before training (stage 2: the stage-1
@@ -185,6 +187,7 @@ class DatasetParamsConfig:
     # train_maskbit reads tokens from it instead of tokenizing train images on the fly (official)
     pretokenize_num_views: int = 4  # scripts/pretokenize.py: augmented views (random crop + flip) kept per image
     shuffle_buffer_size: int = 1000
+    shard_cache_dir: str = ""  # local copies of shards named by URL (https://, pipe:, s3://); '' = ~/.cache/maskbit/shards
     num_workers_per_gpu: int = 8
     pin_memory: bool = True
     persistent_workers: bool = True

@@ -31,6 +31,7 @@ from torch import nn
 from modeling.quantizers import VectorQuantizer
 from modeling.titok.blocks import TiTokDecoder, TiTokEncoder, vit_dims
 from modeling.titok.maskgit_vqgan import CHANNEL_MULT, MaskGITDecoder, MaskGITQuantizer
+from utils.config import ConfigError
 
 
 class DiagonalGaussianDistribution:
@@ -127,7 +128,7 @@ class TiTok(nn.Module):
     def token_grid(self, image_size: int) -> Tuple[int]:
         """(num_latent_tokens,): the 1D token sequence of an `image_size` image (only the size it was built for)."""
         if image_size != self.image_size:
-            raise ValueError(f"this TiTok tokenizer was built for {self.image_size}px images (its positional "
+            raise ConfigError(f"this TiTok tokenizer was built for {self.image_size}px images (its positional "
                              f"tables are fixed); got image size {image_size}. Use "
                              f"dataset.preprocessing.crop_size={self.image_size}.")
         return (self.num_latent_tokens,)
