@@ -108,7 +108,7 @@ class NpzImages:
             data = f.read((hi - lo) * row)
         if len(data) != (hi - lo) * row:
             raise BatchFileError(f"'{self.path}' is truncated: images [{lo}, {hi}) are incomplete")
-        return np.frombuffer(data, dtype=np.uint8).reshape(hi - lo, *self.shape[1:])
+        return np.frombuffer(bytearray(data), dtype=np.uint8).reshape(hi - lo, *self.shape[1:])  # writable
 
 
 @dataclass

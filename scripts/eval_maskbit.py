@@ -26,6 +26,7 @@ import time
 
 import torch
 from accelerate import PartialState
+from accelerate.utils import parse_flag_from_env
 
 from evaluation import SampleChunks, class_labels, generate_chunks
 from evaluation.adm import SUMMARY, evaluate_npz, read_reference, summary_lines
@@ -115,7 +116,7 @@ def evaluate_seed(config, state, seed: int, out_dir, labels, classes: int, incep
 def main(argv=None) -> dict:
     argv = to_overrides(list(sys.argv[1:] if argv is None else argv))
     config = parse_args_or_exit(argv, prog="eval_maskbit.py")
-    state = PartialState()
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))  # CPU processes: gloo, as pretokenize.py
     set_backend_flags(config.training.enable_tf32)
     device, cfg = state.device, config.evaluation
     if cfg.compute_inception and not cfg.fid_stats_path:

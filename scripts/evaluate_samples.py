@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 from accelerate import PartialState
+from accelerate.utils import parse_flag_from_env
 
 from evaluation.adm import evaluate_npz, read_reference, summary_lines
 from evaluation.builders import DTYPES
@@ -47,7 +48,7 @@ def build_feature_network(args, device: torch.device):
 
 def main(argv=None) -> dict:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    state = PartialState()
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))  # CPU processes: gloo, as pretokenize.py
     reference = read_reference(args.ref_batch)  # fails before any work on a bad file
     inception = build_feature_network(args, state.device)
     log = print if state.is_main_process else (lambda *a: None)
