@@ -9,7 +9,7 @@ import torch.nn as nn
 class TinyFeatureNet(nn.Module):
     """Inception stand-in: uint8 images -> (features (B,6), logits (B,10)) in float64, fixed random weights."""
 
-    num_features, num_classes = 6, 10
+    num_features, num_classes, num_spatial_features = 6, 10, 4
 
     def __init__(self):
         super().__init__()

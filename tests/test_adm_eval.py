@@ -159,3 +159,18 @@ def test_cli_bad_reference_exits_2(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         run_main(lambda: evaluate_samples.main([str(tmp_path / "missing.npz"), str(tmp_path / "s.npz")]))
     assert exit_info.value.code == 2 and "VIRTUAL_imagenet256_labeled.npz" in capsys.readouterr().err
+
+
+def test_gfid_warnings_name_sample_count_and_reference_kind(tmp_path):
+    from evaluation.protocol import PAPER_NUM_SAMPLES, gfid_warnings, reference_kind
+
+    np.savez(tmp_path / "adm.npz", arr_0=random_images(4, 0), mu=np.zeros(6), sigma=np.eye(6), mu_s=np.zeros(4),
+             sigma_s=np.eye(4))
+    np.savez(tmp_path / "val.npz", mu=np.zeros(6), sigma=np.eye(6), split="eval", what="rfid-reference")
+    adm, val = read_reference(tmp_path / "adm.npz"), read_reference(tmp_path / "val.npz")
+    assert reference_kind(adm) == "gfid-reference" and reference_kind(val) == "rfid-reference"
+    assert gfid_warnings(PAPER_NUM_SAMPLES, adm) == []
+    assert len(gfid_warnings(PAPER_NUM_SAMPLES - 1, adm)) == 1
+    warnings = gfid_warnings(PAPER_NUM_SAMPLES, val)
+    assert any("rfid-reference statistics file, not a gFID reference" in w for w in warnings)
+    assert any("sFID and precision/recall left out" in w for w in warnings)
