@@ -250,6 +250,7 @@ def evaluate_npz(reference: Reference, sample_path: PathLike, inception: nn.Modu
     if reference.images is not None:
         log("computing reference batch activations...")
         ref_feats = cached_features(reference.images, file_hash=reference.info["sha256"], **opts)
+        log("computing/reading reference batch statistics...")
         if rank == 0:
             reference_pool = ref_feats["pool"]
             for name in ("pool", "spatial"):
@@ -258,6 +259,7 @@ def evaluate_npz(reference: Reference, sample_path: PathLike, inception: nn.Modu
     sample_feats = cached_features(samples, **opts)
     if rank != 0:
         return None
+    log("computing/reading sample batch statistics...")
     log("Computing evaluations...")
     metrics = score_features(sample_feats, stats, reference_pool, device)
     metrics["NumSamples"] = len(samples)

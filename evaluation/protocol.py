@@ -15,7 +15,7 @@ from typing import Optional
 
 import numpy as np
 
-from evaluation.adm import IS_SPLIT_SIZE, Reference
+from evaluation.adm import IS_SPLIT_SIZE, SUMMARY, Reference, summary_lines
 
 PAPER_NUM_SAMPLES = 50_000  # gFID in the MaskBit / TiTok / MaskGIT / ADM papers
 GFID_REFERENCE, RFID_REFERENCE = "gfid-reference", "rfid-reference"
@@ -92,3 +92,16 @@ def mean_and_std(per_seed: dict) -> tuple[dict, dict]:
     values = {k: np.array([float(m[k]) for m in per_seed.values()]) for k in keys}
     return ({k: float(v.mean()) for k, v in values.items()},
             {k: float(v.std(ddof=1)) if len(v) > 1 else 0.0 for k, v in values.items()})
+
+
+def seed_report_lines(per_seed: dict) -> list[str]:
+    """ADM's summary lines of each seed, then (several seeds) "FID: mean +- std (mean +- std over seeds [...])"."""
+    if len(per_seed) == 1:
+        return ["ADM summary:"] + summary_lines(next(iter(per_seed.values())))
+    lines = []
+    for seed, metrics in per_seed.items():
+        lines += [f"seed {seed}:"] + summary_lines(metrics)
+    mean, std = mean_and_std(per_seed)
+    seeds = list(per_seed)
+    return lines + [f"{label}: {mean[key]!r} +- {std[key]!r} (mean +- std over seeds {seeds})"
+                    for label, key in SUMMARY if key in mean]

@@ -29,9 +29,9 @@ from accelerate import PartialState
 from accelerate.utils import parse_flag_from_env
 
 from evaluation import SampleChunks, class_labels, generate_chunks
-from evaluation.adm import SUMMARY, evaluate_npz, read_reference, summary_lines
+from evaluation.adm import evaluate_npz, read_reference
 from evaluation.builders import inception_from_config
-from evaluation.protocol import gfid_protocol, gfid_warnings, mean_and_std, protocol_line
+from evaluation.protocol import gfid_protocol, gfid_warnings, mean_and_std, protocol_line, seed_report_lines
 from modeling import build_generator, build_sampler, build_tokenizer, generation_settings, load_pretrained
 from training.run_setup import set_backend_flags
 from utils.config import ConfigError, parse_args_or_exit
@@ -156,15 +156,7 @@ def main(argv=None) -> dict:
         print(f"Results for {config.model.vq_model.token_size} bits with {steps} steps.")  # the official line
         pprint.pprint(metrics)
         if reference is not None:
-            for seed, seed_metrics in per_seed.items():
-                print(f"seed {seed}:" if len(seeds) > 1 else "ADM summary:")
-                print("\n".join(summary_lines(seed_metrics)))
-            if len(seeds) > 1:
-                for label, key in SUMMARY:
-                    if key in metrics["mean"]:
-                        print(f"{label}: {metrics['mean'][key]!r} +- {metrics['std'][key]!r} "
-                              f"(mean +- std over seeds {seeds})")
-            print(protocol_line(protocol))
+            print("\n".join(seed_report_lines(per_seed) + [protocol_line(protocol)]))
         for note in notes:
             print(note)
         record = {**metrics, "protocol": protocol, "warnings": notes}
