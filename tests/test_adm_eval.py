@@ -174,3 +174,16 @@ def test_gfid_warnings_name_sample_count_and_reference_kind(tmp_path):
     warnings = gfid_warnings(PAPER_NUM_SAMPLES, val)
     assert any("rfid-reference statistics file, not a gFID reference" in w for w in warnings)
     assert any("sFID and precision/recall left out" in w for w in warnings)
+
+
+def test_network_fingerprint_covers_buffers_and_scalars():
+    from evaluation.adm import network_fingerprint
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4))  # a 0-dim num_batches_tracked
+    before = network_fingerprint(net)
+    assert network_fingerprint(net) == before
+    net[1].running_var[0] += 1
+    assert network_fingerprint(net) != before
+    net[1].running_var[0] -= 1
+    net[1].num_batches_tracked += 1
+    assert network_fingerprint(net) != before
