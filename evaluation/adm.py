@@ -11,8 +11,8 @@ carries precomputed `mu, sigma` (then also `mu_s, sigma_s`), which are used inst
 `frechet_distance(samples, reference)`; precision/recall use the reference's and the samples' pool features
 (`evaluation.manifold.precision_recall`, k=3); the Inception Score is the mean over consecutive splits of 5,000
 samples (the last one shorter when N is not a multiple).
-Differences, all below float32 rounding: our Inception runs in float64 by default (ADM: TF float32), and the IS
-softmax is float64 with log(p + 1e-16) (ADM: float32, log p).
+Numerical differences from ADM, of the size of float32 rounding: our Inception runs in float64 by default (ADM:
+TF float32), and the IS softmax is float64 with log(p + 1e-16) (ADM: float32, log p).
 
 Features are extracted in chunks of `chunk_size` images, chunk k on process k % world_size, and each chunk is
 saved under `cache_dir/<sha256 of the .npz>-<fingerprint of the network>/` when done: a killed run resumes, a
@@ -186,8 +186,9 @@ def cached_features(images: NpzImages, inception: nn.Module, cache_dir: PathLike
     for k in todo:
         lo, hi = k * chunk_size, min((k + 1) * chunk_size, n)
         parts = {key: [] for key in FEATURE_KEYS}
-        for start in range(lo, hi, batch_size):
-            batch = torch.from_numpy(images.read(start, min(start + batch_size, hi))).permute(0, 3, 1, 2)
+        chunk = torch.from_numpy(images.read(lo, hi))  # one read per chunk: a compressed .npz re-inflates per seek
+        for start in range(0, hi - lo, batch_size):
+            batch = chunk[start:start + batch_size].permute(0, 3, 1, 2)
             feats = inception.features(batch.to(device))
             for key in FEATURE_KEYS:
                 parts[key].append(feats[key].cpu().numpy())
