@@ -1,4 +1,6 @@
-"""Evaluation metrics (rFID, gFID, IS, PSNR, SSIM, LPIPS, codebook usage) and the evaluators built on them."""
+"""Evaluation metrics (rFID, gFID, sFID, IS, precision/recall, PSNR, SSIM, LPIPS, codebook usage) and the evaluators
+built on them; `evaluation.adm` is the ADM suite on .npz batches."""
+from evaluation.adm import evaluate_npz, read_reference
 from evaluation.codebook import CodebookStats
 from evaluation.distributed import all_reduce_sum_, rank_and_world_size
 from evaluation.frechet import GaussianStats, frechet_distance, load_fid_stats, save_fid_stats
@@ -16,4 +18,5 @@ __all__ = [
     "SampleChunks", "TokenizerEvaluator", "all_reduce_sum_", "evaluate_tokenizer", "build_inception", "class_labels", "default_is_splits", "density_coverage",
     "frechet_distance", "generate_chunks", "inception_score", "iterate_chunk_batches", "load_fid_stats", "mae",
     "mse", "precision_recall", "psnr", "rank_and_world_size", "resize_bilinear_tf1", "save_fid_stats", "ssim", "to_uint8",
+    "evaluate_npz", "read_reference",
 ]

@@ -88,10 +88,15 @@ def frechet_distance(mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: 
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
 
 
-def save_fid_stats(path: Union[str, os.PathLike], mu: ArrayLike, sigma: ArrayLike) -> None:
-    """Write reference statistics in the format of the official `train_imagenet256_stats.npz` (keys mu, sigma)."""
+def save_fid_stats(path: Union[str, os.PathLike], mu: ArrayLike, sigma: ArrayLike, **extra) -> None:
+    """Write reference statistics in the format of the official `train_imagenet256_stats.npz` (keys mu, sigma).
+
+    `extra`: more arrays (ADM's mu_s, sigma_s) or scalars describing the file (see evaluation/protocol.py).
+    """
+    extra = {k: _as_float64(v) if isinstance(v, (np.ndarray, torch.Tensor)) else np.asarray(v)
+             for k, v in extra.items()}
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, mu=_as_float64(mu), sigma=_as_float64(sigma))
+        np.savez(f, mu=_as_float64(mu), sigma=_as_float64(sigma), **extra)
 
 
 def load_fid_stats(path: Union[str, os.PathLike]) -> tuple[np.ndarray, np.ndarray]:

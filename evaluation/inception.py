@@ -7,6 +7,13 @@ evaluator it runs in float64 and returns the 2048-d pool features and the 1008 l
 
     inception = build_inception(weights_path="")          # pt_inception-2015-12-05-6726825d.pth
     pool, logits = inception(to_uint8(images))            # images (B,3,H,W) in [0,1]
+    feats = inception.features(to_uint8(images))          # {"pool": (B,2048), "spatial": (B,2023), "logits": (B,1008)}
+
+The spatial features are the ADM suite's sFID features: its evaluator reads the TF graph tensor `mixed_6/conv:0`
+and keeps the first 7 channels. In the TF graph the mixed blocks are `mixed, mixed_1, ..., mixed_10` (= Mixed_5b,
+5c, 5d, 6a, 6b, 6c, 6d, 6e, 7a, 7b, 7c here) and `conv` is a block's 1x1 branch, so `mixed_6/conv` is
+`Mixed_6d.branch1x1` (conv, batch norm, ReLU: the tensor the block concatenates): 17x17x192, of which channels
+0..6 are flattened in TF's NHWC order, (h, w, c) -> (h * 17 + w) * 7 + c, to 2023 values per image.
 """
 from __future__ import annotations
 
@@ -26,6 +33,7 @@ FID_WEIGHTS_URL = "https://github.com/mseitzer/pytorch-fid/releases/download/fid
 FIDELITY_WEIGHTS = "weights-inception-2015-12-05-6726825d.pth"
 FIDELITY_WEIGHTS_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" + FIDELITY_WEIGHTS
 INPUT_SIZE = 299
+SPATIAL_CHANNELS = 7  # ADM keeps mixed_6/conv[..., :7]
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -131,11 +139,16 @@ class InceptionC(nn.Module):
         self.branch_pool = ConvBN(in_ch, 192, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_1x1(x)[0]
+
+    def forward_with_1x1(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(block output, its 1x1 branch): the branch of Mixed_6d is ADM's sFID layer."""
+        b1 = self.branch1x1(x)
         b7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
         b7dbl = self.branch7x7dbl_1(x)
         for conv in (self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4, self.branch7x7dbl_5):
             b7dbl = conv(b7dbl)
-        return torch.cat([self.branch1x1(x), b7, b7dbl, self.branch_pool(avg_pool_3x3(x))], 1)
+        return torch.cat([b1, b7, b7dbl, self.branch_pool(avg_pool_3x3(x))], 1), b1
 
 
 class InceptionD(nn.Module):
@@ -186,9 +199,11 @@ class InceptionE(nn.Module):
 
 
 class FIDInceptionV3(nn.Module):
-    """uint8 images (B,3,H,W) -> (pool features (B,2048), unbiased logits (B,1008)) in the module's dtype."""
+    """uint8 images (B,3,H,W) -> (pool features (B,2048), unbiased logits (B,1008)) in the module's dtype;
+    `features` adds the 2023 ADM spatial (sFID) features."""
 
     num_features, num_classes = 2048, 1008
+    num_spatial_features = SPATIAL_CHANNELS * 17 * 17
 
     def __init__(self):
         super().__init__()
@@ -215,6 +230,17 @@ class FIDInceptionV3(nn.Module):
         return self.fc.weight.dtype
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pool, _ = self._pool_and_spatial(images)
+        return pool, pool.mm(self.fc.weight.T)
+
+    def features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """All evaluation features of one pass: {"pool": (B,2048), "spatial": (B,2023), "logits": (B,1008)}."""
+        pool, branch = self._pool_and_spatial(images)
+        spatial = branch[:, :SPATIAL_CHANNELS].permute(0, 2, 3, 1).flatten(1)  # TF's NHWC flattening order
+        return {"pool": pool, "spatial": spatial, "logits": pool.mm(self.fc.weight.T)}
+
+    def _pool_and_spatial(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 (B,3,H,W) -> (pool (B,2048), Mixed_6d's 1x1 branch (B,192,17,17))."""
         if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"FIDInceptionV3 expects uint8 images (B,3,H,W), got {images.dtype} "
                              f"{tuple(images.shape)}; convert [0,1] floats with evaluation.to_uint8(images)")
@@ -224,11 +250,12 @@ class FIDInceptionV3(nn.Module):
         x = F.max_pool2d(x, 3, stride=2)
         x = self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x))
         x = F.max_pool2d(x, 3, stride=2)
-        for block in (self.Mixed_5b, self.Mixed_5c, self.Mixed_5d, self.Mixed_6a, self.Mixed_6b, self.Mixed_6c,
-                      self.Mixed_6d, self.Mixed_6e, self.Mixed_7a, self.Mixed_7b, self.Mixed_7c):
+        for block in (self.Mixed_5b, self.Mixed_5c, self.Mixed_5d, self.Mixed_6a, self.Mixed_6b, self.Mixed_6c):
             x = block(x)
-        pool = F.adaptive_avg_pool2d(x, 1).flatten(1)
-        return pool, pool.mm(self.fc.weight.T)
+        x, spatial = self.Mixed_6d.forward_with_1x1(x)
+        for block in (self.Mixed_6e, self.Mixed_7a, self.Mixed_7b, self.Mixed_7c):
+            x = block(x)
+        return F.adaptive_avg_pool2d(x, 1).flatten(1), spatial
 
     @torch.no_grad()
     def randomize_(self, seed: int = 0) -> "FIDInceptionV3":

@@ -1,6 +1,10 @@
 """Throughput of the evaluation pieces: Inception features, the tokenizer eval loop, the Fréchet distance.
 
+The Inception rows time `FIDInceptionV3.features` (pool, ADM spatial and logits in one pass), the network of
+scripts/evaluate_samples.py and the gFID / rFID scripts; the input is resized to 299x299 whatever --resolution.
+
     python scripts/benchmark_eval.py [--device cpu|cuda] [--batch 4] [--batches 3] [--resolution 256] [--reduced]
+    python scripts/benchmark_eval.py --inception-only      # ADM feature extraction (pool + spatial + logits) only
 
 All networks use random weights (timing only). The tokenizer is the full VQGAN+ 12-bit model (54M params)
 unless --reduced (hidden 32, two levels). The eval loop row is tokenizer forward + every metric (Inception on
@@ -43,6 +47,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=3)
     parser.add_argument("--resolution", type=int, default=256)
     parser.add_argument("--reduced", action="store_true", help="small tokenizer instead of the full 12-bit one")
+    parser.add_argument("--inception-only", action="store_true", help="only the Inception feature rows")
     args = parser.parse_args()
     device, b, r = torch.device(args.device), args.batch, args.resolution
     images = torch.rand(b, 3, r, r, device=device)
@@ -50,8 +55,10 @@ def main() -> None:
 
     for dtype in (torch.float64, torch.float32):
         inception = build_inception(random_init=True, dtype=dtype, device=device)
-        seconds = timed(lambda: inception(to_uint8(images)), args.batches, device)
-        rows.append((f"Inception features ({str(dtype)[6:]})", b / seconds))
+        seconds = timed(lambda: inception.features(to_uint8(images)), args.batches, device)
+        rows.append((f"Inception features, one pass ({str(dtype)[6:]})", b / seconds))
+    if args.inception_only:
+        return report(args, device, rows)
 
     vq = {"token_size": 12, **(REDUCED if args.reduced else {})}
     tokenizer = build_tokenizer({"model": {"vq_model": vq}}).to(device).eval()
@@ -73,12 +80,16 @@ def main() -> None:
     frechet_distance(*stats[0], *stats[1])
     fid_seconds = time.perf_counter() - start
 
-    print(f"device {device}, batch {b}, {r}x{r}, {args.batches} timed batches, torch threads "
-          f"{torch.get_num_threads()}")
+    report(args, device, rows)
+    print(f"{'Frechet distance, 2048-d (scipy sqrtm)':<42}{fid_seconds:>9.1f}s")
+
+
+def report(args, device: torch.device, rows: list) -> None:
+    print(f"device {device}, batch {args.batch}, {args.resolution}x{args.resolution}, {args.batches} timed batches, "
+          f"torch threads {torch.get_num_threads()}")
     print(f"{'what':<42}{'images/s':>10}")
     for what, rate in rows:
         print(f"{what:<42}{rate:>10.2f}")
-    print(f"{'Frechet distance, 2048-d (scipy sqrtm)':<42}{fid_seconds:>9.1f}s")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,10 @@
 
 Images come from the data readers (webdataset shards or an image folder, per dataset.params.source) with the
 eval transform (shorter side resized to dataset.preprocessing.resolution, center crop), each read once over all
-processes. The .npz has the keys `mu`, `sigma` of the official `train_imagenet256_stats.npz`. Note that
-published gFID numbers use the ADM suite's statistics, whose preprocessing differs slightly from ours.
+processes. The .npz has the keys `mu`, `sigma` of the official `train_imagenet256_stats.npz`, ADM's spatial
+(sFID) statistics `mu_s`, `sigma_s`, and says what it is: `source`, `split`, `count`, `resolution` and `what`
+(gfid-reference for the train split, rfid-reference for the eval split; evaluation/protocol.py). Note that
+published gFID numbers use the ADM suite's reference batch, whose preprocessing differs slightly from ours.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from tqdm import tqdm
 from data.loaders import build_eval_dataloader
 from evaluation import GaussianStats, save_fid_stats, to_uint8
 from evaluation.builders import inception_from_config
+from evaluation.protocol import GFID_REFERENCE, RFID_REFERENCE
 from training.run_setup import process_state
 from utils.config import ConfigError, parse_args_or_exit
 from utils.errors import run_main
@@ -44,13 +47,20 @@ def main(argv=None) -> dict:
     loader = build_eval_dataloader(config.dataset, args.batch_size or config.evaluation.batch_size,
                                    state.process_index, state.num_processes)
     stats = GaussianStats(inception.num_features, state.device)
+    spatial = GaussianStats(inception.num_spatial_features, state.device)
     with torch.no_grad():
         for batch in tqdm(loader, desc="Inception features", unit="batch", disable=not state.is_main_process):
-            stats.update(inception(to_uint8(batch["image"].to(state.device)))[0])
+            feats = inception.features(to_uint8(batch["image"].to(state.device)))
+            stats.update(feats["pool"])
+            spatial.update(feats["spatial"])
     stats.all_reduce()
+    spatial.all_reduce()
     result = {"mu": stats.mean(), "sigma": stats.covariance(), "count": int(stats.count)}
     if state.is_main_process:
-        save_fid_stats(args.output, result["mu"], result["sigma"])
+        save_fid_stats(args.output, result["mu"], result["sigma"], mu_s=spatial.mean(), sigma_s=spatial.covariance(),
+                       source=str(config.dataset.params.eval_shards_path_or_url), split=args.split, count=result["count"],
+                       resolution=config.dataset.preprocessing.resolution,
+                       what=GFID_REFERENCE if args.split == "train" else RFID_REFERENCE)
         print(f"wrote {args.output}: statistics of {result['count']} images ({args.split} split)")
     state.wait_for_everyone()
     return result

@@ -10,9 +10,13 @@ Labels: one permutation of the classes (seed evaluation.seed) repeated, as the o
 drawn with seed evaluation.seed + i. Chunks of evaluation.batch_size samples are written to <out>/samples/ as
 they finish, so a killed run resumes where it stopped; they are keyed by the sha256 of both weight files and the
 sampler settings (samples/manifest.json), so samples of other weights or settings are never reused
-(experiment.overwrite=true moves them aside). Writes <out>/samples_NxHxWx3.npz (ADM layout, label order), and with evaluation.compute_inception: FID against evaluation.fid_stats_path and IS (10 splits from
-50,000 samples on, else 1) to <out>/metrics.json. <out> = experiment.output_dir or
-$WORKSPACE/outputs/<experiment.name>/eval.
+(experiment.overwrite=true moves them aside). Writes <out>/samples_NxHxWx3.npz (ADM layout, label
+order), and with evaluation.compute_inception the ADM suite's metrics (evaluation/adm.py: IS, FID, sFID,
+precision, recall, as scripts/evaluate_samples.py) against evaluation.fid_stats_path (an ADM reference batch;
+a mu/sigma file gives FID and IS only) to <out>/metrics.json, with the protocol (sample count, seeds, sampler
+settings, reference sha256) and a warning for fewer than 50,000 samples or a non-gFID reference.
+evaluation.seeds=[0,1,2]: one sample set per seed under <out>/seed_<s>/, each scored, plus mean and std.
+<out> = experiment.output_dir or $WORKSPACE/outputs/<experiment.name>/eval.
 """
 from __future__ import annotations
 
@@ -26,10 +30,11 @@ from pathlib import Path
 
 import torch
 
-from evaluation import (GeneratorEvaluator, SampleChunks, class_labels, default_is_splits, generate_chunks,
-                        iterate_chunk_batches, load_fid_stats)
+from evaluation import SampleChunks, class_labels, generate_chunks
+from evaluation.adm import evaluate_npz, read_reference
 from evaluation.builders import inception_from_config
 from evaluation.generation import SampleCacheMismatchError
+from evaluation.protocol import gfid_protocol, gfid_warnings, mean_and_std, protocol_line, seed_report_lines
 from modeling import build_generator, build_sampler, build_tokenizer, generation_settings, load_pretrained
 from modeling.checkpoint import resolve_checkpoint
 from training.run_setup import process_state, set_backend_flags
@@ -104,23 +109,12 @@ def num_classes(config) -> int:
         return build_generator(config).num_classes
 
 
-def main(argv=None) -> dict:
-    argv = to_overrides(list(sys.argv[1:] if argv is None else argv))
-    config = parse_args_or_exit(argv, prog="eval_maskbit.py")
-    state = process_state()
-    set_backend_flags(config.training.enable_tf32)
-    device, cfg = state.device, config.evaluation
+def evaluate_seed(config, state, seed: int, out_dir, labels, classes: int, inception, reference,
+                  cache_dir) -> dict:
+    """Generate (or resume) the sample set of one seed under out_dir and score it with the ADM suite."""
+    cfg, device = config.evaluation, state.device
     num_samples, resolution = cfg.num_samples, config.dataset.preprocessing.resolution
-    if cfg.compute_inception and not cfg.fid_stats_path:
-        raise ConfigError("set evaluation.fid_stats_path=STATS.npz (mu/sigma of the reference set), "
-                          "or evaluation.compute_inception=false to only generate samples")
-    reference = load_fid_stats(cfg.fid_stats_path) if cfg.compute_inception else None  # fail before sampling
-    inception = inception_from_config(config, device)
-
-    out_dir = resolve_output_dir(config, "eval")
-    classes = num_classes(config)
-    labels = class_labels(num_samples, classes, cfg.seed)
-    run_info = {"seed": cfg.seed, "resolution": resolution, "num_classes": classes,
+    run_info = {"seed": seed, "resolution": resolution, "num_classes": classes,
                 "tokenizer_sha256": weights_sha256(config.experiment.vqgan_checkpoint, "vqgan_checkpoint"),
                 "generator_sha256": weights_sha256(config.experiment.generator_checkpoint, "generator_checkpoint"),
                 "sampling": generation_settings(config, evaluation=True)}
@@ -130,11 +124,11 @@ def main(argv=None) -> dict:
     chunks = SampleChunks(out_dir / "samples", num_samples, cfg.batch_size, run_info)
 
     if state.is_main_process:
-        print("Running generation...")
+        print(f"Running generation (seed {seed})...")
     if any(not chunks.done(k) for k in chunks.chunks_for(state.process_index, state.num_processes)):
         sample_fn = load_sampler(config, device)
         start = time.time()
-        made = generate_chunks(sample_fn, chunks, labels, cfg.seed, state.process_index, state.num_processes,
+        made = generate_chunks(sample_fn, chunks, labels, seed, state.process_index, state.num_processes,
                                progress=state.is_main_process)
         seconds = time.time() - start
         print(f"[rank {state.process_index}] generated {made} samples in {seconds:.1f}s "
@@ -146,24 +140,68 @@ def main(argv=None) -> dict:
             chunks.path(k).stat().st_mtime_ns for k in range(chunks.num_chunks)) > npz_path.stat().st_mtime_ns):
         chunks.write_npz(npz_path, labels)
         print(f"wrote {npz_path}")
+    state.wait_for_everyone()
 
     metrics = {}
     if inception is not None:
         if state.is_main_process:
             print("Running evaluation...")
-        evaluator = GeneratorEvaluator(inception, reference, num_samples, default_is_splits(num_samples), device)
-        for images, ids in iterate_chunk_batches(chunks, state.process_index, state.num_processes,
-                                                 cfg.batch_size, device):
-            evaluator.update(images, ids)
-        evaluator.all_reduce()
-        metrics = evaluator.result()
+        log = print if state.is_main_process else (lambda *a: None)
+        metrics = evaluate_npz(reference, npz_path, inception, cache_dir, cfg.batch_size, device,
+                               state.process_index, state.num_processes, progress=state.is_main_process,
+                               log=log) or {}
     metrics["NumSamples"] = num_samples
+    return metrics
+
+
+def main(argv=None) -> dict:
+    argv = to_overrides(list(sys.argv[1:] if argv is None else argv))
+    config = parse_args_or_exit(argv, prog="eval_maskbit.py")
+    state = process_state()
+    set_backend_flags(config.training.enable_tf32)
+    device, cfg = state.device, config.evaluation
+    if cfg.compute_inception and not cfg.fid_stats_path:
+        raise ConfigError("set evaluation.fid_stats_path=REFERENCE.npz (ADM's VIRTUAL_imagenet256_labeled.npz, or "
+                          "mu/sigma statistics), or evaluation.compute_inception=false to only generate samples")
+    reference = read_reference(cfg.fid_stats_path) if cfg.compute_inception else None  # fail before sampling
+    inception = inception_from_config(config, device)
+
+    out_dir = resolve_output_dir(config, "eval")
+    classes = num_classes(config)
+    seeds = list(cfg.seeds) or [cfg.seed]
+    cache_dir = cfg.feature_cache_dir or out_dir / "inception_features"  # shared by the seeds: reference once
+    per_seed = {}
+    for seed in seeds:
+        seed_dir = out_dir if len(seeds) == 1 else out_dir / f"seed_{seed}"
+        labels = class_labels(cfg.num_samples, classes, seed)
+        per_seed[seed] = evaluate_seed(config, state, seed, seed_dir, labels, classes, inception, reference,
+                                       cache_dir)
+
+    sampling = generation_settings(config, evaluation=True)
+    notes = []
+    if reference is not None:
+        protocol = gfid_protocol(cfg.num_samples, classes, seeds, sampling, reference, cfg.inception_dtype)
+        notes = gfid_warnings(cfg.num_samples, reference)
+    else:
+        protocol = {"metric": "none (evaluation.compute_inception=false)", "num_samples": cfg.num_samples,
+                    "seeds": seeds, "sampling": sampling}
+    if len(seeds) == 1:
+        metrics = per_seed[seeds[0]]
+    else:
+        mean, std = mean_and_std(per_seed)
+        metrics = {"per_seed": {str(s): m for s, m in per_seed.items()}, "mean": mean, "std": std,
+                   "NumSamples": cfg.num_samples}
     if state.is_main_process:
         print("EVALUATION")
-        steps = run_info["sampling"].get("num_steps", run_info["sampling"].get("num_sample_steps"))
+        steps = sampling.get("num_steps", sampling.get("num_sample_steps"))
         print(f"Results for {config.model.vq_model.token_size} bits with {steps} steps.")  # the official line
         pprint.pprint(metrics)
-        atomic_write_json(out_dir / "metrics.json", metrics)
+        if reference is not None:
+            print("\n".join(seed_report_lines(per_seed) + [protocol_line(protocol)]))
+        for note in notes:
+            print(note)
+        record = {**metrics, "protocol": protocol, "warnings": notes}
+        atomic_write_json(out_dir / "metrics.json", record)
     state.wait_for_everyone()
     return metrics
 

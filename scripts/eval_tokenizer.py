@@ -5,8 +5,10 @@
     accelerate launch --num_processes 8 scripts/eval_tokenizer.py config=... experiment.vqgan_checkpoint=...
 
 Every eval image is read once over all processes and workers; statistics are summed across processes, so the
-metrics do not depend on the process count. Writes metrics.json and reconstructions.png (originals on top,
-reconstructions below) to experiment.output_dir, else $WORKSPACE/outputs/<experiment.name>/eval.
+metrics do not depend on the process count. rFID compares the reconstructions with their own originals (as the
+official evaluator: no statistics file is involved); the protocol (eval set, image count, resize/crop, Inception
+precision) is printed and recorded in metrics.json ("protocol"). Writes metrics.json and reconstructions.png
+(originals on top, reconstructions below) to experiment.output_dir, else $WORKSPACE/outputs/<experiment.name>/eval.
 `evaluation.compute_inception=false` / `evaluation.compute_lpips=false` leave those metrics out.
 """
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torchvision
 from data.loaders import build_eval_dataloader
 from evaluation import evaluate_tokenizer
 from evaluation.builders import tokenizer_evaluator_from_config
+from evaluation.protocol import protocol_line, rfid_protocol
 from modeling import build_tokenizer, load_pretrained
 from training.run_setup import process_state, set_backend_flags
 from utils.atomic import atomic_write_json
@@ -50,9 +53,14 @@ def main(argv=None) -> dict:
     if state.is_main_process:
         print("EVALUATION")
         pprint.pprint(metrics)
+        preprocessing = config.dataset.preprocessing
+        protocol = rfid_protocol(str(config.dataset.params.eval_shards_path_or_url), int(evaluator.count),
+                                 preprocessing.resolution, preprocessing.interpolation,
+                                 config.evaluation.inception_dtype if config.evaluation.compute_inception else "none")
+        print(protocol_line(protocol))
         out_dir = resolve_output_dir(config, "eval")
         out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out_dir / "metrics.json", metrics)
+        atomic_write_json(out_dir / "metrics.json", {**metrics, "protocol": protocol})
         if examples is not None:
             originals, reconstructions = examples
             grid = torch.cat([originals, reconstructions])

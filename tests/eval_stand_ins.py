@@ -9,7 +9,7 @@ import torch.nn as nn
 class TinyFeatureNet(nn.Module):
     """Inception stand-in: uint8 images -> (features (B,6), logits (B,10)) in float64, fixed random weights."""
 
-    num_features, num_classes = 6, 10
+    num_features, num_classes, num_spatial_features = 6, 10, 4
 
     def __init__(self):
         super().__init__()
@@ -21,9 +21,16 @@ class TinyFeatureNet(nn.Module):
                 p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float64))
 
     def forward(self, images: torch.Tensor):
+        out = self.features(images)
+        return out["pool"], out["logits"]
+
+    def features(self, images: torch.Tensor) -> dict:
+        """As FIDInceptionV3.features: pool (B,6), spatial (B,4: channel 0 pooled to 2x2), logits (B,10)."""
         assert images.dtype == torch.uint8
-        feats = self.conv(images.double() / 255).relu().mean((2, 3))
-        return feats, self.fc(feats)
+        maps = self.conv(images.double() / 255).relu()
+        pool = maps.mean((2, 3))
+        spatial = torch.nn.functional.adaptive_avg_pool2d(maps[:, :1], 2).flatten(1)
+        return {"pool": pool, "spatial": spatial, "logits": self.fc(pool)}
 
 
 def free_port() -> int:

@@ -8,6 +8,8 @@ from torchvision.transforms.functional import pil_to_tensor
 
 from eval_stand_ins import TinyFeatureNet
 from evaluation import load_fid_stats
+from evaluation.adm import read_reference
+from evaluation.protocol import reference_kind
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -32,3 +34,11 @@ def test_stats_of_synthetic_train_shards(tmp_path, monkeypatch):
     feats = net(images)[0].detach().numpy()
     np.testing.assert_allclose(mu, feats.mean(0), rtol=1e-10)
     np.testing.assert_allclose(sigma, np.cov(feats, rowvar=False), rtol=1e-8, atol=1e-12)
+
+    reference = read_reference(out)  # the file says what it is, and carries ADM's spatial statistics
+    spatial = net.features(images)["spatial"].detach().numpy()
+    np.testing.assert_allclose(reference.stats["spatial"][0], spatial.mean(0), rtol=1e-10)
+    np.testing.assert_allclose(reference.stats["spatial"][1], np.cov(spatial, rowvar=False), rtol=1e-8, atol=1e-12)
+    assert reference.info["split"] == "train" and reference.info["count"] == 7
+    assert reference.info["source"] == patterns["train"] and reference.info["resolution"] == 32
+    assert reference_kind(reference) == "gfid-reference"

@@ -1,4 +1,5 @@
 """gFID pipeline: labels, process-count-independent resumable sample chunks, ADM .npz, FID/IS from chunks."""
+import hashlib
 import json
 import os
 import subprocess
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from eval_stand_ins import TinyFeatureNet
+from eval_stand_ins import TinyFeatureNet, free_port
 from evaluation import (GeneratorEvaluator, SampleChunks, class_labels, frechet_distance, generate_chunks,
                         inception_score, iterate_chunk_batches, save_fid_stats)
 
@@ -97,8 +98,14 @@ def test_script_samples_identical_with_one_and_two_processes(checkpoints, monkey
                       "--generator", str(root / "gen.bin"), "--batchsize", "3"]
     common = ["evaluation.num_samples=7", f"evaluation.fid_stats_path={root / 'stats.npz'}"]
     metrics = eval_maskbit.main(official_flags + common + [f"experiment.output_dir={root / 'one'}"])
-    assert list(metrics) == ["InceptionScore", "FID", "NumSamples"] and metrics["NumSamples"] == 7
-    assert json.loads((root / "one" / "metrics.json").read_text()) == metrics
+    assert list(metrics) == ["InceptionScore", "FID", "NumSamples"] and metrics["NumSamples"] == 7  # mu/sigma only
+    record = json.loads((root / "one" / "metrics.json").read_text())
+    assert {k: record[k] for k in metrics} == metrics
+    protocol = record["protocol"]
+    assert protocol["num_samples"] == 7 and protocol["seeds"] == [0] and protocol["samples_per_class"] == "1-2"
+    assert protocol["reference"]["sha256"] == hashlib.sha256((root / "stats.npz").read_bytes()).hexdigest()
+    assert protocol["sampling"]["num_steps"] == 3
+    assert any("7 samples" in w for w in record["warnings"]) and any("unknown" in w for w in record["warnings"])
 
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
@@ -114,3 +121,46 @@ def test_script_samples_identical_with_one_and_two_processes(checkpoints, monkey
     two = np.load(root / "two" / "samples_7x16x16x3.npz")["arr_0"]
     assert one.shape == (7, 16, 16, 3) and one.std() > 0
     assert np.array_equal(one, two)
+
+
+def test_multi_seed_report_with_one_and_two_processes(checkpoints, tmp_path, monkeypatch, capsys):
+    """evaluation.seeds=[0,1]: one scored sample set per seed + mean/std; the same with 2 gloo processes."""
+    root = checkpoints
+    sys.path.insert(0, os.path.join(REPO, "scripts"))
+    import eval_maskbit
+
+    images = np.random.default_rng(0).integers(0, 256, (9, 16, 16, 3), dtype=np.uint8)
+    np.savez(tmp_path / "ref.npz", arr_0=images)  # an ADM-style reference batch: images, statistics computed
+    monkeypatch.setattr(eval_maskbit, "inception_from_config", lambda config, device: TinyFeatureNet())
+    args = [f"config={root / 'tiny.yaml'}", f"experiment.vqgan_checkpoint={root / 'tok.bin'}",
+            f"experiment.generator_checkpoint={root / 'gen.bin'}", "evaluation.batch_size=3",
+            "evaluation.num_samples=5", "evaluation.seeds=[0,1]", f"evaluation.fid_stats_path={tmp_path / 'ref.npz'}"]
+    one = eval_maskbit.main(args + [f"experiment.output_dir={tmp_path / 'one'}"])
+    out = capsys.readouterr().out
+    keys = ["InceptionScore", "FID", "sFID", "Precision", "Recall"]
+    assert list(one["per_seed"]) == ["0", "1"] and list(one["mean"]) == keys
+    values = {k: [one["per_seed"][s][k] for s in ("0", "1")] for k in keys}
+    assert values["FID"][0] != values["FID"][1]
+    for k in keys:
+        assert one["mean"][k] == pytest.approx(np.mean(values[k]), rel=1e-12)
+        assert one["std"][k] == pytest.approx(np.std(values[k], ddof=1), rel=1e-12)
+    assert f"FID: {one['mean']['FID']!r} +- {one['std']['FID']!r} (mean +- std over seeds [0, 1])" in out
+    assert "seed 1:" in out and "WARNING: gFID from 5 samples" in out
+
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_port", str(free_port()),
+           os.path.join(REPO, "tests", "helpers", "eval_maskbit_tiny_inception.py"), *args,
+           f"experiment.output_dir={tmp_path / 'two'}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1",
+           "PYTHONPATH": os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "[rank 1] generated" in result.stdout  # really two processes
+    two = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    for seed in ("0", "1"):
+        a = np.load(tmp_path / "one" / f"seed_{seed}" / "samples_5x16x16x3.npz")["arr_0"]
+        b = np.load(tmp_path / "two" / f"seed_{seed}" / "samples_5x16x16x3.npz")["arr_0"]
+        assert np.array_equal(a, b)
+        for k in keys:
+            assert two["per_seed"][seed][k] == pytest.approx(one["per_seed"][seed][k], rel=1e-9)

@@ -117,7 +117,11 @@ def test_script_one_and_two_processes_agree(eval_setup):
     import eval_tokenizer
 
     single = eval_tokenizer.main(args + [f"experiment.output_dir={root / 'one'}"])
-    assert_metrics_close(json.loads((root / "one" / "metrics.json").read_text()), single)
+    record = json.loads((root / "one" / "metrics.json").read_text())
+    protocol = record.pop("protocol")  # what the rFID was measured on
+    assert protocol["num_images"] == 5 and protocol["reference_set"].endswith(".tar")
+    assert "resized to 32" in protocol["preprocessing"] and "center crop 32x32" in protocol["preprocessing"]
+    assert_metrics_close(record, single)
     assert (root / "one" / "reconstructions.png").is_file()
     assert list(single) == ["MAE", "MSE", "PSNR", "SSIM", "LPIPS", "CodebookUsage", "CodebookEntropy", "BitUsage",
                             "SkippedSamples"]
@@ -130,7 +134,9 @@ def test_script_one_and_two_processes_agree(eval_setup):
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env, cwd=REPO)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "EVALUATION" in result.stdout and "Evaluating tokenizer model at 32 resolution." in result.stdout
-    assert_metrics_close(json.loads((root / "two" / "metrics.json").read_text()), single)
+    two = json.loads((root / "two" / "metrics.json").read_text())
+    assert two.pop("protocol")["num_images"] == 5
+    assert_metrics_close(two, single)
 
 
 def test_config_builds_the_requested_networks():

@@ -283,6 +283,8 @@ class EvaluationConfig:
     lpips_heads_path: str = ""  # LPIPS v0.1 VGG heads ('' = lpips/weights/v0.1/vgg.pth of the lpips package)
     random_init: bool = False  # tests/benchmarks only: random Inception/VGG weights (metrics are meaningless)
     seed: int = 0  # gFID: class-order permutation and per-sample seeds (sample i uses seed + i)
+    seeds: List[int] = field(default_factory=list)  # gFID: one sample set per seed, each scored, + mean/std ([] = [seed])
+    feature_cache_dir: str = ""  # Inception feature cache of the ADM evaluation ('' = <output dir>/inception_features)
 
 
 # ----------------------------------------------------------------------------------------------- sampling
