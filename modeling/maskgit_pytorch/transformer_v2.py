@@ -180,6 +180,10 @@ class HaltonTransformer(nn.Module):
     def seq_len(self) -> int:
         return self.grid_size ** 2
 
+    @property
+    def num_classes(self) -> int:
+        return self.nclass
+
     def forward(self, tokens: torch.Tensor, labels: torch.Tensor, drop_label: torch.Tensor) -> torch.Tensor:
         """tokens (B, G, G) int64 in [0, K], labels (B,) int64, drop_label (B,) bool (True = null class)
         -> logits (B, G*G, K + 1). The caller's tensors are never modified."""
