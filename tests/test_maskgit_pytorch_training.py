@@ -8,7 +8,7 @@ import torch
 
 from conftest import reset_accelerate_state
 from data import write_synthetic_shards
-from helpers_generator_training import make_token_folder
+from helpers_generator_training import load, make_token_folder
 from modeling import build_generator, build_tokenizer
 from modeling.maskgit_pytorch import mask_code
 from modeling.registry import preset_config
@@ -51,10 +51,6 @@ def config(data, version, output_dir, tokens="", **extra):
         "experiment.vqgan_checkpoint": str(data["root"] / f"vq_{version}.bin"),
         "dataset.params.train_shards_path_or_url": data["shards"]["train"],
         "dataset.params.pretokenized_shards_path_or_url": str(tokens), **extra})
-
-
-def load(path):
-    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def test_loss_is_the_mean_cross_entropy_over_all_positions():

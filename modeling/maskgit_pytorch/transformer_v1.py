@@ -85,7 +85,7 @@ class MaskTransformer(nn.Module):
                  depth: int = 24, heads: int = 16, mlp_dim: int = 3072, dropout: float = 0.1, nclass: int = 1000):
         super().__init__()
         self.img_size, self.hidden_dim, self.codebook_size, self.nclass = img_size, hidden_dim, codebook_size, nclass
-        self.grid_size = f_factor
+        self.grid_size, self.seq_len, self.num_classes = f_factor, f_factor ** 2, nclass
         self.mask_token = codebook_size  # the mask id K, also a predicted class
         self.null_class = codebook_size + 1 + nclass  # table row of a dropped label
         num_positions = f_factor ** 2 + 1  # image tokens, then the class token
@@ -96,14 +96,6 @@ class MaskTransformer(nn.Module):
         self.first_layer = _projection(hidden_dim, dropout, second_linear=True)
         self.transformer = TransformerEncoder(hidden_dim, depth, heads, mlp_dim, dropout)
         self.last_layer = _projection(hidden_dim, dropout, second_linear=False)
-
-    @property
-    def seq_len(self) -> int:
-        return self.grid_size ** 2
-
-    @property
-    def num_classes(self) -> int:
-        return self.nclass
 
     def forward(self, tokens: torch.Tensor, labels: torch.Tensor,
                 drop_label: Optional[torch.Tensor]) -> torch.Tensor:

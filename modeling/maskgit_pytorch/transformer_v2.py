@@ -147,6 +147,7 @@ class HaltonTransformer(nn.Module):
                              f"Halton-MaskGIT model is implemented.")
         self.grid_size, self.hidden_dim, self.codebook_size, self.nclass = input_size, hidden_dim, codebook_size, nclass
         self.register, self.proj = register, proj
+        self.seq_len, self.num_classes = input_size ** 2, nclass
         self.mask_token = codebook_size
         self.cls_emb = nn.Embedding(nclass + 1, hidden_dim)  # row nclass: the null class
         self.tok_emb = nn.Embedding(codebook_size + 1, hidden_dim)  # row K: the mask token
@@ -175,14 +176,6 @@ class HaltonTransformer(nn.Module):
             nn.init.zeros_(block.mlp[1].bias)
         if self.register > 0:
             nn.init.normal_(self.reg_tokens.weight, std=0.02)
-
-    @property
-    def seq_len(self) -> int:
-        return self.grid_size ** 2
-
-    @property
-    def num_classes(self) -> int:
-        return self.nclass
 
     def forward(self, tokens: torch.Tensor, labels: torch.Tensor, drop_label: torch.Tensor) -> torch.Tensor:
         """tokens (B, G, G) int64 in [0, K], labels (B,) int64, drop_label (B,) bool (True = null class)
