@@ -90,7 +90,8 @@ def read_state_dict(path: Path, weights_keys: Sequence[str] = ()) -> dict:
         # Lightning layout (Taming VQGAN): the loss module (discriminator, LPIPS) is not part of the model
         checkpoint = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("loss.")}
     if not isinstance(checkpoint, Mapping) or not all(torch.is_tensor(v) for v in checkpoint.values()):
-        found = f" (top-level keys: {', '.join(map(str, list(checkpoint)[:8]))})" if isinstance(checkpoint, Mapping) else ""
+        keys = list(checkpoint)[:8] if isinstance(checkpoint, Mapping) else []
+        found = f" (top-level keys: {', '.join(map(str, keys))})" if keys else ""
         wanted = f"; the weights were looked for under {', '.join(weights_keys)}" if weights_keys else ""
         raise ValueError(f"'{path}' is not a state dict (a mapping of names to tensors){found}{wanted}.")
     return dict(checkpoint)

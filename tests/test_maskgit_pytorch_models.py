@@ -90,7 +90,8 @@ def _v2_reference(sd, tokens, labels, drop, K, nclass, heads, register):
         k = _rms(h @ sd[p + "attn.wk.weight"].T)
         v = h @ sd[p + "attn.wv.weight"].T
         q, k, v = (t.reshape(B, -1, heads, hd).transpose(1, 2) for t in (q, k, v))
-        att = (torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(hd), -1) @ v).transpose(1, 2).reshape(B, -1, heads * hd)
+        att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(hd), -1) @ v
+        att = att.transpose(1, 2).reshape(B, -1, heads * hd)
         x = x + g1 * (att @ sd[p + "attn.wo.weight"].T)
         h = _rms(x) * sd[p + "ln2.weight"] * (1 + sc2) + sh2
         ff = silu(h @ sd[p + "ff.w1.weight"].T) * (h @ sd[p + "ff.w3.weight"].T)

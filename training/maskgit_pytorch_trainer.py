@@ -65,8 +65,8 @@ class MaskGITPytorchTrainer(GeneratorTrainer):
 
     def check_models(self, generator) -> None:
         if not isinstance(generator, (MaskTransformer, HaltonTransformer)):
-            raise MaskbitError(f"{type(generator).__name__} is not a MaskGIT-pytorch transformer (model.maskgit.version "
-                               f"v1 / v2).")
+            raise MaskbitError(f"{type(generator).__name__} is not a MaskGIT-pytorch transformer "
+                               f"(model.maskgit.version v1 / v2).")
         mask_value = self.config.model.maskgit.mask_value
         if mask_value is not None and mask_value <= 0 and generator.version != "v1":
             raise MaskbitError(f"model.maskgit.mask_value={mask_value} (random codes instead of the mask id) exists "

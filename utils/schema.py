@@ -133,7 +133,7 @@ class TiTokGeneratorConfig:  # model.generator: TiTok's MaskGIT generators on 1D
 
 
 @dataclass
-class MaskGITPytorchConfig:  # model.maskgit: MaskGIT-pytorch v1 / Halton-MaskGIT v2 transformers, official argument names
+class MaskGITPytorchConfig:  # model.maskgit: MaskGIT-pytorch v1 / Halton-MaskGIT v2 transformers (official names)
     version: str = ""  # v1 (MaskTransformer) | v2 (Halton-MaskGIT Transformer); '' = not this family
     # codebook_size (K; mask id K) comes from model.vq_model, the token-grid side (f_factor / input_size) from the
     # tokenizer and dataset.preprocessing.resolution (img_size)
