@@ -1,5 +1,6 @@
 """MaskGIT-pytorch v1 / Halton-MaskGIT v2 training (training/maskgit_pytorch_trainer.py) on reduced models: 16 px
 synthetic images, a tiny VQGAN of the version (4x4 grid of 16 codes), 2-layer transformers of width 32."""
+import math
 import shutil
 
 import numpy as np
@@ -137,3 +138,11 @@ def test_sigkill_and_resume_through_the_script_is_bitwise(data, tmp_path):
     for name in ("unwrapped_model/pytorch_model.bin", "training_state.pt"):
         assert_bitwise_equal(load(straight / "checkpoint-4" / name), load(killed / "checkpoint-4" / name), name)
     assert_bitwise_equal(load(straight / "pytorch_model.bin"), load(killed / "pytorch_model.bin"), "export")
+
+
+def test_halton_lr_schedule_warm_up_constant_cosine_tail():
+    from training.lr_schedule import lr_multiplier_fn
+    lr = lr_multiplier_fn("constant_cosine_tail", 2500, 100_000, min_lr_ratio=0.01)  # v2 configs (facts §5.2)
+    assert [lr(s) for s in (0, 1250, 2500, 89_999, 90_000)] == [0.0, 0.5, 1.0, 1.0, 1.0]
+    assert lr(95_000) == pytest.approx(0.5) and lr(99_000) == pytest.approx(0.5 * (1 + math.cos(0.9 * math.pi)))
+    assert lr(100_000) == 0.01 and lr(200_000) == 0.01  # floored at 1 %
