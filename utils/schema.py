@@ -37,7 +37,9 @@ class ExperimentConfig:
 @dataclass
 class VQModelConfig:
     model_class: str = "vqgan+"  # vqgan+ | maskgit (legacy decoder indices) | taming (Taming VQGAN, inference) | titok
-    # | maskgit_vqgan (TiTok's MaskGIT-VQGAN, open-muse key names)
+    # | maskgit_vqgan (TiTok's MaskGIT-VQGAN, open-muse key names) | maskgit_pytorch_taming (MaskGIT-pytorch v1's Taming
+    # VQGAN f16) | llamagen_vq (Halton-MaskGIT's LlamaGen VQ-16): these two read codebook_size, token_size (code
+    # dimension), hidden_channels (ch), channel_mult and num_res_blocks, and take [-1, 1] images (model.maskgit)
     quantizer_type: str = "lookup-free"  # lookup-free (LFQ) | lookup (VQ codebook)
     codebook_size: int = 4096  # VQ codebook rows; for LFQ it is always 2**token_size
     token_size: int = 12  # latent channels: bits K for LFQ, embedding dim for VQ
@@ -136,11 +138,31 @@ class TiTokGeneratorConfig:  # model.generator: TiTok's MaskGIT generators on 1D
 
 
 @dataclass
+class MaskGITPytorchConfig:  # model.maskgit: MaskGIT-pytorch v1 / Halton-MaskGIT v2 transformers (official names)
+    version: str = ""  # v1 (MaskTransformer) | v2 (Halton-MaskGIT Transformer); '' = not this family
+    # codebook_size (K; mask id K) comes from model.vq_model, the token-grid side (f_factor / input_size) from the
+    # tokenizer and dataset.preprocessing.resolution (img_size)
+    hidden_dim: int = 768
+    depth: int = 24
+    heads: int = 16
+    mlp_dim: int = 3072
+    dropout: float = 0.1
+    nclass: int = 1000  # class nclass (v2) / table row K + 1 + nclass (v1) is the null (dropped) class
+    register: int = 1  # v2: learned register tokens appended after the image tokens
+    proj: int = 1  # v2: patchify factor (1 in every released model, the only one implemented)
+    # training (docs/design/maskgit-pytorch-facts.md §5); label smoothing is losses.mlm.label_smoothing (v1 0.1, v2 0)
+    drop_label: float = 0.1  # probability of dropping each sample's label (null class)
+    mask_schedule: str = "arccos"  # masking probability of r ~ U(0, 1): linear | square | cosine | arccos (v2 + root)
+    mask_value: Optional[int] = None  # value of masked tokens; None = the mask id K. v1 only: <= 0 = random codes
+
+
+@dataclass
 class ModelConfig:
     vq_model: VQModelConfig = field(default_factory=VQModelConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     mlm_model: MLMModelConfig = field(default_factory=MLMModelConfig)
     generator: TiTokGeneratorConfig = field(default_factory=TiTokGeneratorConfig)
+    maskgit: MaskGITPytorchConfig = field(default_factory=MaskGITPytorchConfig)
 
 
 # ------------------------------------------------------------------------------------------------- losses
