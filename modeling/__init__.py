@@ -21,6 +21,7 @@ from modeling.generator import (BitTokenTransformer, EmbeddingTokenTransformer, 
 from modeling.taming import TamingVQGAN
 from modeling.vqgan_plus import VQGANPlusTokenizer, build_quantizer
 from modeling import titok  # noqa: E402,F401  (the TiTok family)
+from modeling import maskgit_pytorch  # noqa: E402,F401  (MaskGIT-pytorch / Halton-MaskGIT)
 
 __all__ = [
     "BitTokenTransformer", "CheckpointMismatchError", "CheckpointNotFoundError", "EmbeddingTokenTransformer",
