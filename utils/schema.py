@@ -289,6 +289,7 @@ class EvaluationConfig:
     lpips_heads_path: str = ""  # LPIPS v0.1 VGG heads ('' = lpips/weights/v0.1/vgg.pth of the lpips package)
     random_init: bool = False  # tests/benchmarks only: random Inception/VGG weights (metrics are meaningless)
     seed: int = 0  # gFID: class-order permutation and per-sample seeds (sample i uses seed + i)
+    protocol: str = "adm"  # samples -> uint8: adm (ours) | maskgit_v1 (per-image min-max) | maskgit_v2 (bicubic 299)
 
 
 # ----------------------------------------------------------------------------------------------- sampling

@@ -47,7 +47,8 @@ def confidence_schedule(step: int, grid: int, mode: Union[str, Sequence[int]] = 
             raise ValueError("the v1 confidence schedule needs step >= 2 (the official one divides by zero at 1)")
         v = torch.linspace(1, 0, step)
         f = {"root": lambda: 1 - v ** 0.5, "linear": lambda: 1 - v, "square": lambda: 1 - v ** 2,
-             "cosine": lambda: torch.cos(v * math.pi * 0.5), "arccos": lambda: torch.arccos(v) / (math.pi * 0.5)}[mode]()
+             "cosine": lambda: torch.cos(v * math.pi * 0.5),
+             "arccos": lambda: torch.arccos(v) / (math.pi * 0.5)}[mode]()
         counts = (f / f.sum() * cells).round()
         counts[counts == 0] = 1
         counts[-1] += cells - counts.sum()
