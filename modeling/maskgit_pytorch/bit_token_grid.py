@@ -34,8 +34,6 @@ class BitTokenGrid(nn.Module):
                              f"{generator.seq_len} tokens")
         self.generator, self.input_size = generator, side
         self.codebook_size = 2 ** generator.bits
-        # split_of[k, s]: value of bit group s of full token k
-        self.register_buffer("split_of", generator.split_tokens(torch.arange(self.codebook_size)), persistent=False)
 
     def forward(self, tokens: torch.Tensor, labels: torch.Tensor, drop_label: torch.Tensor) -> torch.Tensor:
         batch, cells = tokens.shape[0], tokens.shape[1] * tokens.shape[2]
@@ -44,5 +42,7 @@ class BitTokenGrid(nn.Module):
         split = self.generator.split_tokens(flat.clamp(0, self.codebook_size - 1))
         split = split.masked_fill(masked, self.generator.mask_token)
         logits = self.generator(split, labels, drop_label).float()  # [B, N, S, V]
-        joint = sum(logits[:, :, s].index_select(-1, self.split_of[:, s]) for s in range(logits.shape[2]))
+        joint = logits[:, :, 0]
+        for s in range(1, logits.shape[2]):  # full index = sum_s split_s * V^s (split 0 = low bits)
+            joint = (logits[:, :, s].unsqueeze(-1) + joint.unsqueeze(-2)).flatten(-2)
         return torch.cat([joint, joint.new_full((batch, cells, 1), MASK_LOGIT)], dim=-1)
