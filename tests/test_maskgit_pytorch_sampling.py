@@ -173,8 +173,8 @@ def official_v1(model, labels, noise, step, w, sm_temp, r_temp, sched_mode="arcc
     return code, l_codes, l_mask
 
 
-def official_v2_confidence(model, labels, noise, step, w, sm_temp, r_temp, init_code=None):
-    """Facts §7.1 (ConfidenceSampler, arccos, randomize='linear')."""
+def official_v2_confidence(model, labels, noise, step, w, sm_temp, r_temp, init_code=None, randomize="linear"):
+    """Facts §7.1 (ConfidenceSampler, arccos; randomize 'linear', 'warm_up' or 'none')."""
     B, N = len(labels), G * G
     v = torch.linspace(0, 1, step)
     sche = ((1 - torch.arccos(v) / (math.pi * 0.5)) * N).long().tolist()
@@ -189,8 +189,11 @@ def official_v2_confidence(model, labels, noise, step, w, sm_temp, r_temp, init_
         prob = torch.softmax(logit * sm_temp, -1)
         pred_code = gumbel_max(prob, noise("categorical", indice, tuple(prob.shape)))
         conf = torch.gather(prob, 2, pred_code.view(B, N, 1)).squeeze(-1)
-        rand = r_temp * noise("confidence", indice, (B, N)).numpy() * (1 - indice / (step - 1))
-        conf = torch.log(conf) + torch.from_numpy(rand)
+        if randomize == "linear":
+            rand = r_temp * noise("confidence", indice, (B, N)).numpy() * (1 - indice / (step - 1))
+            conf = torch.log(conf) + torch.from_numpy(rand)
+        elif randomize == "warm_up" and indice < 2:
+            conf = noise("uniform", indice, (B, N)).clone()
         conf[~mask] = math.inf
         tresh_conf = torch.topk(conf, k=t, dim=-1).values[:, -1:]
         f_mask = conf >= tresh_conf
@@ -293,6 +296,10 @@ def test_v2_confidence_matches_official_step_by_step():
     noise = make_noise(seed=12)
     ours = sample(model, LABELS, version=2, scheduler="confidence", step=5, w=1.0, init_code=init, noise=noise)
     assert_same_run(ours, official_v2_confidence(model, LABELS, noise, 5, 1.0, 1.0, 4.5, init_code=init))
+    for mode in ("warm_up", "none"):  # uniform confidence at steps 0 and 1, then the raw probability
+        noise = make_noise(seed=13)
+        ours = sample(model, LABELS, version=2, scheduler="confidence", step=5, w=1.0, randomize=mode, noise=noise)
+        assert_same_run(ours, official_v2_confidence(model, LABELS, noise, 5, 1.0, 1.0, 4.5, randomize=mode))
 
 
 @pytest.mark.parametrize("options", [

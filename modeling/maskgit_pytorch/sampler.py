@@ -165,15 +165,8 @@ def _confidence_v1(model, labels, code, masked, s, draws, autocast, grid):
         t = min(t, remaining)
         if remaining == 0:
             break
-        conditional, unconditional = _logits(model, code.view(batch, grid, grid), labels, s["w"], autocast)
-        if unconditional is None:
-            logits = conditional
-        else:
-            w_i = s["w"] * (i / (steps - 1))
-            logits = (1 + w_i) * conditional - w_i * unconditional
-        probs = torch.softmax(logits * s["sm_temp"], -1)
-        drawn = draws.categorical(probs)
-        confidence = _randomized_confidence(probs, drawn, s, i, steps, draws)
+        drawn, confidence = _draw_with_confidence(model, code.view(batch, grid, grid), labels, s, i, steps, draws,
+                                                  autocast)
         confidence = confidence.masked_fill(~masked, -math.inf)
         top_values, top_indices = torch.topk(confidence, t, dim=-1)
         reveal = masked & (confidence >= top_values[:, -1:])
@@ -193,15 +186,8 @@ def _confidence_v2(model, labels, code, masked, s, draws, autocast, grid, codebo
     codes, masks = [], []
     for i, target in enumerate(targets):
         t = max(target, i + 1)
-        conditional, unconditional = _logits(model, code.view(batch, grid, grid), labels, s["w"], autocast)
-        if unconditional is None:
-            logits = conditional
-        else:
-            w_i = s["w"] * (i / (steps - 1))
-            logits = (1 + w_i) * conditional - w_i * unconditional
-        probs = torch.softmax(logits * s["sm_temp"], -1)
-        drawn = draws.categorical(probs)
-        confidence = _randomized_confidence(probs, drawn, s, i, steps, draws)
+        drawn, confidence = _draw_with_confidence(model, code.view(batch, grid, grid), labels, s, i, steps, draws,
+                                                  autocast)
         confidence = confidence.masked_fill(~masked, math.inf)
         threshold = torch.topk(confidence, t, dim=-1).values[:, -1:]
         code = torch.where(confidence >= threshold, drawn, code)
@@ -211,17 +197,27 @@ def _confidence_v2(model, labels, code, masked, s, draws, autocast, grid, codebo
     return code.view(batch, grid, grid), codes, masks
 
 
-def _randomized_confidence(probs, drawn, s, i, steps, draws) -> torch.Tensor:
-    """Confidence [B, N] of the drawn tokens, randomised as `randomize` says (official order of operations:
-    log(p) in float32 + (r_temp * gumbel) * (1 - ratio) in float64)."""
+def _draw_with_confidence(model, code, labels, s, i, steps, draws, autocast) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Step i of both confidence samplers up to the ranking: guidance ramped as w * i/(S-1), probs =
+    softmax(logits * sm_temp), a draw at every position [B, N], and its confidence [B, N], randomised as
+    `randomize` says (official order of operations: log(p) in float32 + (r_temp * gumbel) * (1 - ratio) in
+    float64)."""
+    conditional, unconditional = _logits(model, code, labels, s["w"], autocast)
+    if unconditional is None:
+        logits = conditional
+    else:
+        w_i = s["w"] * (i / (steps - 1))
+        logits = (1 + w_i) * conditional - w_i * unconditional
+    probs = torch.softmax(logits * s["sm_temp"], -1)
+    drawn = draws.categorical(probs)
     confidence = probs.gather(-1, drawn.unsqueeze(-1)).squeeze(-1)
     mode = s["randomize"]
     if mode == "linear":
         ratio = i / (steps - 1)
-        return torch.log(confidence) + s["r_temp"] * draws.gumbel64(tuple(confidence.shape)) * (1 - ratio)
+        return drawn, torch.log(confidence) + s["r_temp"] * draws.gumbel64(tuple(confidence.shape)) * (1 - ratio)
     if mode == "random" or (mode == "warm_up" and i < 2):
-        return draws.uniform(tuple(confidence.shape))
-    return confidence
+        return drawn, draws.uniform(tuple(confidence.shape))
+    return drawn, confidence
 
 
 def _halton(model, labels, code, s, draws, autocast, grid):
