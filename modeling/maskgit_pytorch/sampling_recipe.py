@@ -37,10 +37,8 @@ def maskgit_sampler_settings(config, version: int, scheduler: Optional[str] = No
 def images_fn(model, tokenizer, settings: dict, codebook_size: int) -> Callable:
     """(labels (B,), seeds (B,)) -> images (B, 3, H, W) in the tokenizer's [0, 1] convention: clamp the tokens to
     [0, K-1] and decode; v2 also clamps the images (its official [-1, 1] clamp), v1 does not."""
-    kwargs = {k: v for k, v in settings.items()}
-
     def run(labels: torch.Tensor, seeds) -> torch.Tensor:
-        code = sample(model, labels, seeds=seeds, codebook_size=codebook_size, **kwargs)["code"]
+        code = sample(model, labels, seeds=seeds, codebook_size=codebook_size, **settings)["code"]
         images = tokenizer.eval().decode_tokens(code.clamp(0, codebook_size - 1))
         return images.clamp(0, 1) if settings["version"] == 2 else images
     return run
