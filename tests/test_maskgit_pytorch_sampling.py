@@ -130,8 +130,9 @@ def guided(model, code, labels, w):
     return torch.chunk(logit, 2, dim=0)
 
 
-def official_v1(model, labels, noise, step, w, sm_temp, r_temp, sched_mode="arccos", init_code=None):
-    """Facts §6 (MaskGIT.sample, randomize='linear')."""
+def official_v1(model, labels, noise, step, w, sm_temp, r_temp, sched_mode="arccos", init_code=None,
+                random_start=False):
+    """Facts §6 (MaskGIT.sample, randomize='linear'; random_start: mask_value < 0, the "noise" models)."""
     B, N = len(labels), G * G
     v = torch.linspace(1, 0, step)
     val = torch.arccos(v) / (math.pi * 0.5) if sched_mode == "arccos" else 1 - v
@@ -143,7 +144,7 @@ def official_v1(model, labels, noise, step, w, sm_temp, r_temp, sched_mode="arcc
         code = init_code.clone()
         mask = (init_code == K).float().view(B, N)
     else:
-        code = torch.full((B, G, G), K)
+        code = noise("random_code", 0, (B, G, G)).clone() if random_start else torch.full((B, G, G), K)
         mask = torch.ones(B, N)
     l_codes, l_mask = [], []
     for indice, t in enumerate(sche.int().tolist()):
@@ -266,7 +267,9 @@ def test_v1_confidence_matches_official_step_by_step():
                       sched_mode=mode, noise=noise)
         assert_same_run(ours, official_v1(model, LABELS, noise, steps, w, 1.3, 2.0, sched_mode=mode))
         assert not ours["masks"][-1].any()
-        assert (ours["code"] == K).any() or ours["code"].max() < K  # a drawn mask id stays committed in v1
+    noise = make_noise(seed=3)  # mask_value < 0: start from random codes, all positions still to decide
+    ours = sample(model, LABELS, version=1, scheduler="confidence", step=4, w=1.0, mask_value=-1, noise=noise)
+    assert_same_run(ours, official_v1(model, LABELS, noise, 4, 1.0, 1.0, 4.5, random_start=True))
 
 
 def test_v1_inpainting_keeps_known_tokens_and_stops_early():
