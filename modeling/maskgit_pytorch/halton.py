@@ -10,6 +10,7 @@ cell appears; from 64 on, 10,000 points miss a few cells (the official sampler t
 from __future__ import annotations
 
 import functools
+
 import numpy as np
 import torch
 
