@@ -12,6 +12,11 @@ they finish, so a killed run resumes where it stopped. Writes <out>/samples_NxHx
 order), and with evaluation.compute_inception: FID against evaluation.fid_stats_path and IS (10 splits from
 50,000 samples on, else 1) to <out>/metrics.json. <out> = experiment.output_dir or
 $WORKSPACE/outputs/<experiment.name>/eval.
+
+evaluation.protocol picks how samples become the uint8 images Inception sees (evaluation/protocols.py): adm (default,
+MaskBit/ADM: clamp, x255, truncate), maskgit_v1 (per-image min-max normalisation, MaskGIT-pytorch) or maskgit_v2
+(PIL bicubic to 299 in float, then truncation; Halton-MaskGIT). The reference statistics must have been computed
+the same way for the FID to mean what the paper's does.
 """
 from __future__ import annotations
 
@@ -24,8 +29,8 @@ import time
 import torch
 from accelerate import PartialState
 
-from evaluation import (GeneratorEvaluator, SampleChunks, class_labels, default_is_splits, generate_chunks,
-                        iterate_chunk_batches, load_fid_stats)
+from evaluation import (PROTOCOLS, GeneratorEvaluator, SampleChunks, class_labels, default_is_splits,
+                        generate_chunks, iterate_chunk_batches, load_fid_stats, to_uint8_protocol)
 from evaluation.builders import inception_from_config
 from modeling import build_generator, build_sampler, build_tokenizer, generation_settings, load_pretrained
 from training.run_setup import set_backend_flags
@@ -77,6 +82,8 @@ def main(argv=None) -> dict:
     if cfg.compute_inception and not cfg.fid_stats_path:
         raise ConfigError("set evaluation.fid_stats_path=STATS.npz (mu/sigma of the reference set), "
                           "or evaluation.compute_inception=false to only generate samples")
+    if cfg.protocol not in PROTOCOLS:
+        raise ConfigError(f"evaluation.protocol must be one of {PROTOCOLS}, got '{cfg.protocol}'")
     reference = load_fid_stats(cfg.fid_stats_path) if cfg.compute_inception else None  # fail before sampling
     inception = inception_from_config(config, device)
 
@@ -86,6 +93,8 @@ def main(argv=None) -> dict:
     run_info = {"seed": cfg.seed, "resolution": resolution, "num_classes": classes,
                 "tokenizer": config.experiment.vqgan_checkpoint, "generator": config.experiment.generator_checkpoint,
                 "sampling": generation_settings(config, evaluation=True)}
+    if cfg.protocol != "adm":  # recorded only when not the default, so earlier sample folders still resume
+        run_info["protocol"] = cfg.protocol
     chunks = SampleChunks(out_dir / "samples", num_samples, cfg.batch_size, run_info)
     state.wait_for_everyone()
 
@@ -95,13 +104,15 @@ def main(argv=None) -> dict:
         sample_fn = load_sampler(config, device)
         start = time.time()
         made = generate_chunks(sample_fn, chunks, labels, cfg.seed, state.process_index, state.num_processes,
-                               progress=state.is_main_process)
+                               progress=state.is_main_process,
+                               images_to_uint8=lambda images: to_uint8_protocol(images, cfg.protocol))
         seconds = time.time() - start
         print(f"[rank {state.process_index}] generated {made} samples in {seconds:.1f}s "
               f"({made / max(seconds, 1e-9):.2f} img/s)")
     state.wait_for_everyone()
 
-    npz_path = out_dir / f"samples_{num_samples}x{resolution}x{resolution}x3.npz"
+    side = 299 if cfg.protocol == "maskgit_v2" else resolution  # v2 stores the Inception-size images
+    npz_path = out_dir / f"samples_{num_samples}x{side}x{side}x3.npz"
     if state.is_main_process and not npz_path.is_file():
         chunks.write_npz(npz_path, labels)
         print(f"wrote {npz_path}")

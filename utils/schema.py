@@ -7,7 +7,7 @@ official MaskBit configs so that their YAMLs keep working.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Any, List, Optional
 
 
 # --------------------------------------------------------------------------------------------- experiment
@@ -114,6 +114,7 @@ class MLMModelConfig:
     guidance_annealing: str = "cosine"  # none | linear | cosine
     scale_pow: float = 3.0
     use_sampling_annealing: bool = False
+    sampler: str = "maskbit"  # maskbit | confidence_v1 | confidence_v2 | halton (those use model.maskgit_sampler)
 
 
 @dataclass
@@ -157,12 +158,31 @@ class MaskGITPytorchConfig:  # model.maskgit: MaskGIT-pytorch v1 / Halton-MaskGI
 
 
 @dataclass
+class MaskGITSamplerConfig:  # model.maskgit_sampler: MaskGIT-pytorch v1 / Halton-MaskGIT v2 samplers; None = official
+    scheduler: str = ""  # confidence | halton; '' = the version's default (v1 confidence, v2 halton)
+    step: Optional[int] = None  # default 8 (v1), 32 (v2)
+    w: Optional[float] = None  # CFG weight, default 3.0 (v1/v2 confidence ramp it as w*i/(S-1); Halton constant)
+    sm_temp: Optional[float] = None  # confidence: logits multiplied by it (default 1.0)
+    r_temp: Optional[float] = None  # confidence: Gumbel scale of the confidence (default 4.5)
+    randomize: Any = None  # confidence: linear | warm_up | random | none (default linear); halton: true | false
+    sched_mode: Optional[str] = None  # confidence: root | linear | square | cosine | arccos (default arccos)
+    sm_temp_min: Optional[float] = None  # halton: temperature ramp linspace(min, max, step)^temp_pow (1.0, 1.0)
+    sm_temp_max: Optional[float] = None
+    temp_pow: Optional[float] = None  # halton (default 1.0)
+    temp_warmup: Optional[int] = None  # halton: steps with the temperature halved (default 0)
+    top_k: Optional[int] = None  # halton: draw among the top-k (default -1 = all)
+    sched_pow: Optional[float] = None  # halton: accepted and unused, as officially (default 2.0)
+    cumulative: Optional[bool] = None  # halton: re-write all earlier cells each step, the 5ffd61f release (false)
+
+
+@dataclass
 class ModelConfig:
     vq_model: VQModelConfig = field(default_factory=VQModelConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     mlm_model: MLMModelConfig = field(default_factory=MLMModelConfig)
     generator: TiTokGeneratorConfig = field(default_factory=TiTokGeneratorConfig)
     maskgit: MaskGITPytorchConfig = field(default_factory=MaskGITPytorchConfig)
+    maskgit_sampler: MaskGITSamplerConfig = field(default_factory=MaskGITSamplerConfig)
 
 
 # ------------------------------------------------------------------------------------------------- losses
@@ -302,6 +322,7 @@ class EvaluationConfig:
     lpips_heads_path: str = ""  # LPIPS v0.1 VGG heads ('' = lpips/weights/v0.1/vgg.pth of the lpips package)
     random_init: bool = False  # tests/benchmarks only: random Inception/VGG weights (metrics are meaningless)
     seed: int = 0  # gFID: class-order permutation and per-sample seeds (sample i uses seed + i)
+    protocol: str = "adm"  # samples -> uint8: adm (ours) | maskgit_v1 (per-image min-max) | maskgit_v2 (bicubic 299)
 
 
 # ----------------------------------------------------------------------------------------------- sampling
