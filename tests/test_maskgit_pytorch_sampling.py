@@ -21,7 +21,7 @@ class StandIn(nn.Module):
     def __init__(self, codebook_size=K, grid=G, classes=5, dim=16, seed=0):
         super().__init__()
         torch.manual_seed(seed)
-        self.codebook_size, self.input_size, self.classes = codebook_size, grid, classes
+        self.codebook_size, self.grid_size, self.classes = codebook_size, grid, classes
         self.tok = nn.Embedding(codebook_size + 1, dim)
         self.cls = nn.Embedding(classes + 1, dim)
         self.pos = nn.Parameter(torch.randn(grid * grid, dim))

@@ -27,7 +27,7 @@ REDUCED = {"hidden_dim": 32, "depth": 2, "heads": 2, "mlp_dim": 64, "nclass": 10
            "model.vq_model.channel_mult": [1, 2, 2], "model.vq_model.num_res_blocks": 1,
            "dataset.preprocessing.resolution": 16, "dataset.params.num_workers_per_gpu": 0,
            "dataset.params.shuffle_buffer_size": 8, "dataset.params.pretokenize_num_views": 1,
-           "dataset.preprocessing.use_random_crop": False,
+           "dataset.preprocessing.resize_shorter_edge": 16,
            "experiment.eval_every": 100_000, "experiment.generate_every": 100_000, "experiment.keep_last": 0,
            "training.per_gpu_batch_size": 8, "training.mixed_precision": "no", "lr_scheduler.params.warmup_steps": 2,
            "sample.classes": [0, 3]}

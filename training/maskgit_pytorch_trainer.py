@@ -30,7 +30,6 @@ from torchvision.utils import make_grid
 
 from data.streams import derive_seed
 from modeling.maskgit_pytorch import HaltonTransformer, MaskTransformer, mask_code
-from modeling.registry import UnknownModelError
 from training.generator_trainer import MASK_STREAM, GeneratorTrainer
 from training.registry import register_trainer
 from training.visualization import save_grid
@@ -121,11 +120,7 @@ class MaskGITPytorchTrainer(GeneratorTrainer):
         from modeling import build_sampler
         cfg = self.config.sample
         model = self.ema.module if self.ema is not None else self.unwrap("generator")
-        try:
-            sample = build_sampler(self.config, model, self.tokenizer)
-        except UnknownModelError as err:
-            self.logger.warning(f"no training image grid: {err}")
-            return
+        sample = build_sampler(self.config, model, self.tokenizer)
         labels = [c for c in cfg.classes for _ in range(cfg.per_class)]
         images = []
         for start in range(0, len(labels), cfg.batch_size):

@@ -32,7 +32,7 @@ class BitTokenGrid(nn.Module):
         if side * side != generator.seq_len:
             raise ValueError(f"the MaskGIT-pytorch samplers need a square token grid; the generator has "
                              f"{generator.seq_len} tokens")
-        self.generator, self.input_size = generator, side
+        self.generator, self.grid_size = generator, side
         self.codebook_size = 2 ** generator.bits
 
     def forward(self, tokens: torch.Tensor, labels: torch.Tensor, drop_label: torch.Tensor) -> torch.Tensor:

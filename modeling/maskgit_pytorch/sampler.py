@@ -265,7 +265,7 @@ def sample(model, labels: Union[torch.Tensor, Sequence[int]], *, version: int = 
     """Sample one token grid per label with the chosen official sampler (module docstring).
 
     `codebook_size` K (default `model.codebook_size`), `mask_value` (default K), `grid` G (default: the side of
-    `init_code`, else `model.input_size`). `autocast_dtype` runs the forward under autocast (the official v1 ran
+    `init_code`, else `model.grid_size`). `autocast_dtype` runs the forward under autocast (the official v1 ran
     under CUDA fp16 autocast, v2 under bf16 when training in bf16; default: none). Returns {"code": the final
     grid [B, G, G] int64 before the official clamp to [0, K-1], "codes": each step's drawn grid, "masks": each
     step's bool grid (confidence: still masked after the step; Halton: written at the step)}.
@@ -285,9 +285,9 @@ def sample(model, labels: Union[torch.Tensor, Sequence[int]], *, version: int = 
         if init_code.dim() != 3 or init_code.shape[0] != batch or init_code.shape[1] != init_code.shape[2]:
             raise ValueError(f"init_code must be [B, G, G] with B = {batch} labels, got {tuple(init_code.shape)}")
         grid = init_code.shape[1]
-    grid = int(grid if grid is not None else getattr(model, "input_size", 0))
+    grid = int(grid if grid is not None else getattr(model, "grid_size", 0))
     if grid < 1:
-        raise ValueError("pass grid=G (the token-grid side) or init_code; the model has no input_size attribute")
+        raise ValueError("pass grid=G (the token-grid side) or init_code; the model has no grid_size attribute")
     draws = _Draws(noise, seeds, batch, device)
     autocast = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
     was_training = model.training

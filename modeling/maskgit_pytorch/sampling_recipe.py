@@ -3,9 +3,9 @@
     settings = maskgit_sampler_settings(config, version=2)      # {"scheduler": "halton", "step": 32, ...}
     fn = build(config, generator, tokenizer)                     # (labels, seeds) -> images in [0, 1]
 
-The family's generators (`maskgit_pytorch_v1`, `maskgit_pytorch_v2`) sample with their own samplers;
-MaskBit's generator does too when `model.mlm_model.sampler` is `confidence_v1`, `confidence_v2` or `halton`
-(through `BitTokenGrid`), so one model can be compared across samplers.
+The family's transformers (`model.maskgit.version` v1 / v2, the names their builders registered) sample with
+their own samplers; MaskBit's generator does too when `model.mlm_model.sampler` is `confidence_v1`,
+`confidence_v2` or `halton` (through `BitTokenGrid`), so one model can be compared across samplers.
 """
 from __future__ import annotations
 
@@ -75,11 +75,11 @@ class _FamilySampling:
         return images_fn(generator, tokenizer, cls.settings(config, evaluation), generator.codebook_size)
 
 
-@register_sampler("maskgit_pytorch_v1")
+@register_sampler("v1")
 class MaskGITv1Sampling(_FamilySampling):
     version = 1
 
 
-@register_sampler("maskgit_pytorch_v2")
+@register_sampler("v2")
 class MaskGITv2Sampling(_FamilySampling):
     version = 2
