@@ -75,7 +75,7 @@ def test_a_few_hundred_steps_lower_the_loss(data, tmp_path, version):
     run = tmp_path / "run"
     cfg = config(data, version, run, tokens, **{
         "dropout": 0.0, "training.max_train_steps": 200, "experiment.save_every": 200, "experiment.log_every": 20,
-        "optimizer.params.learning_rate": 3e-3})
+        "experiment.generate_every": 200, "sample.per_class": 2, "optimizer.params.learning_rate": 3e-3})
     assert trainer_class("generator", cfg) is MaskGITPytorchTrainer
     trainer = MaskGITPytorchTrainer(cfg)
     assert trainer.token_shards is not None
@@ -91,6 +91,7 @@ def test_a_few_hundred_steps_lower_the_loss(data, tmp_path, version):
     assert losses[0] > 1.0 and losses[-1] < 0.6 * losses[0], losses
     generator = build_generator(cfg)
     generator.load_state_dict(load(run / "pytorch_model.bin"), strict=True)
+    assert (run / "train_generated_images" / "00000200.png").is_file()  # the family's sampler, official settings
 
 
 def test_masking_and_label_dropout_follow_the_config(data, tmp_path):

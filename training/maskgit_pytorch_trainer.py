@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torchvision.utils import make_grid
 
 from data.streams import derive_seed
+from modeling import build_sampler, class_grid
 from modeling.maskgit_pytorch import HaltonTransformer, MaskTransformer, mask_code
 from training.generator_trainer import MASK_STREAM, GeneratorTrainer
 from training.registry import register_trainer
@@ -117,17 +118,11 @@ class MaskGITPytorchTrainer(GeneratorTrainer):
         `sample.classes`, image k seeded by `sample.seed + k` -> train_generated_images/<step>.png."""
         if not self.accelerator.is_main_process:
             return
-        from modeling import build_sampler
         cfg = self.config.sample
         model = self.ema.module if self.ema is not None else self.unwrap("generator")
         sample = build_sampler(self.config, model, self.tokenizer)
-        labels = [c for c in cfg.classes for _ in range(cfg.per_class)]
-        images = []
-        for start in range(0, len(labels), cfg.batch_size):
-            chunk = labels[start:start + cfg.batch_size]
-            seeds = [cfg.seed + start + k for k in range(len(chunk))]
-            with torch.autocast(self.device.type, enabled=False):
-                images.append(sample(torch.tensor(chunk), seeds).float().clamp(0.0, 1.0).cpu())
-        grid = (make_grid(torch.cat(images), nrow=cfg.per_class, padding=2, pad_value=1.0) * 255).to(torch.uint8)
+        with torch.autocast(self.device.type, enabled=False):
+            images = class_grid(sample, cfg.classes, cfg.per_class, cfg.seed, cfg.batch_size)
+        grid = (make_grid(images, nrow=cfg.per_class, padding=2, pad_value=1.0) * 255).to(torch.uint8)
         save_grid(grid, self.output_dir / "train_generated_images" / f"{self.global_step:08d}.png")
         self.log_image("train/generated", grid)

@@ -327,7 +327,7 @@ class EvaluationConfig:
 
 # ----------------------------------------------------------------------------------------------- sampling
 @dataclass
-class SampleConfig:  # scripts/sample.py (sampling settings themselves live in model.mlm_model)
+class SampleConfig:  # scripts/sample.py (sampling settings live in the generator family's model section)
     classes: List[int] = field(default_factory=lambda: [1, 7, 282, 604, 724, 179, 751, 404, 850])  # one grid row each
     per_class: int = 4  # images per class (grid columns)
     seed: int = 0  # grid image k (row-major) uses seed + k, whatever the batch size
