@@ -19,8 +19,9 @@ REDUCED = {"hidden_dim": 32, "depth": 2, "heads": 2, "mlp_dim": 64, "nclass": 5,
 LABELS = torch.tensor([0, 3, 4])
 
 
-def reduced_models(version: int, scheduler: str, **sampler):
-    config = preset_config(PRESETS[version], {**REDUCED, "model.maskgit_sampler.scheduler": scheduler,
+def reduced_models(version: int, scheduler: str, mask_value=None, **sampler):
+    config = preset_config(PRESETS[version], {**REDUCED, "mask_value": mask_value,
+                                              "model.maskgit_sampler.scheduler": scheduler,
                                               **{f"model.maskgit_sampler.{k}": v for k, v in sampler.items()}})
     torch.manual_seed(version)
     generator, vqgan = build_generator(config).eval(), build_tokenizer(config).eval()
@@ -30,10 +31,11 @@ def reduced_models(version: int, scheduler: str, **sampler):
     return config, generator, vqgan
 
 
-@pytest.mark.parametrize("version,scheduler,official", [
-    (1, "confidence", official_v1), (2, "confidence", official_v2_confidence), (2, "halton", official_halton)])
-def test_registered_sampler_on_the_real_transformers(version, scheduler, official):
-    config, generator, vqgan = reduced_models(version, scheduler, step=4, w=1.5)
+@pytest.mark.parametrize("version,scheduler,mask_value", [
+    (1, "confidence", None), (1, "confidence", -1), (2, "confidence", None), (2, "halton", None)])
+def test_registered_sampler_on_the_real_transformers(version, scheduler, mask_value):
+    """mask_value -1: a v1 "noise" model (run_noise_big.sh), which starts from random codes."""
+    config, generator, vqgan = reduced_models(version, scheduler, mask_value, step=4, w=1.5)
     assert (generator.codebook_size, generator.grid_size) == (K, G)
     settings = generation_settings(config)
     assert (settings["version"], settings["scheduler"], settings["step"], settings["w"]) == (version, scheduler, 4, 1.5)
@@ -41,7 +43,7 @@ def test_registered_sampler_on_the_real_transformers(version, scheduler, officia
     # the recipe: seeded samples, clamped to [0, K-1], decoded to [0, 1] (v2 also clamps the images)
     images = build_sampler(config, generator, vqgan)(LABELS, [7, 8, 9])
     options = {k: settings[k] for k in ("version", "scheduler", *FIELDS) if k in settings}
-    code = sample(generator, LABELS, seeds=[7, 8, 9], **options)["code"]
+    code = sample(generator, LABELS, seeds=[7, 8, 9], mask_value=mask_value, **options)["code"]
     with torch.no_grad():
         expected = (vqgan.decode_code(code.clamp(0, K - 1)) + 1) / 2
     expected = expected.clamp(0, 1) if version == 2 else expected
@@ -50,11 +52,13 @@ def test_registered_sampler_on_the_real_transformers(version, scheduler, officia
 
     # the same settings with injected noise, step by step against the restated official sampler
     noise = make_noise(seed=version)
-    ours = sample(generator, LABELS, noise=noise, **options)
-    with torch.no_grad():
+    ours = sample(generator, LABELS, noise=noise, mask_value=mask_value, **options)
+    with torch.no_grad():  # sm_temp 1.0, r_temp 4.5: the official defaults
         if scheduler == "halton":
             reference = official_halton(generator, LABELS, noise, 4, 1.5)
+        elif version == 1:
+            reference = official_v1(generator, LABELS, noise, 4, 1.5, 1.0, 4.5, random_start=mask_value is not None)
         else:
-            reference = official(generator, LABELS, noise, 4, 1.5, 1.0, 4.5)  # sm_temp, r_temp: the defaults
+            reference = official_v2_confidence(generator, LABELS, noise, 4, 1.5, 1.0, 4.5)
     assert_same_run(ours, reference)
     assert len({tuple(c.flatten().tolist()) for c in ours["codes"]}) > 1  # the steps do draw different tokens

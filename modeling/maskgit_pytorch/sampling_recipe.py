@@ -34,11 +34,13 @@ def maskgit_sampler_settings(config, version: int, scheduler: Optional[str] = No
     return {"version": version, "scheduler": scheduler, **settings}
 
 
-def images_fn(model, tokenizer, settings: dict, codebook_size: int) -> Callable:
+def images_fn(model, tokenizer, settings: dict, codebook_size: int, mask_value: Optional[int] = None) -> Callable:
     """(labels (B,), seeds (B,)) -> images (B, 3, H, W) in the tokenizer's [0, 1] convention: clamp the tokens to
-    [0, K-1] and decode; v2 also clamps the images (its official [-1, 1] clamp), v1 does not."""
+    [0, K-1] and decode; v2 also clamps the images (its official [-1, 1] clamp), v1 does not. `mask_value` < 0: the
+    v1 "noise" models, which start from random codes (`model.maskgit.mask_value`)."""
     def run(labels: torch.Tensor, seeds) -> torch.Tensor:
-        code = sample(model, labels, seeds=seeds, codebook_size=codebook_size, **settings)["code"]
+        code = sample(model, labels, seeds=seeds, codebook_size=codebook_size, mask_value=mask_value,
+                      **settings)["code"]
         images = tokenizer.eval().decode_tokens(code.clamp(0, codebook_size - 1))
         return images.clamp(0, 1) if settings["version"] == 2 else images
     return run
@@ -72,7 +74,8 @@ class _FamilySampling:
 
     @classmethod
     def build(cls, config, generator, tokenizer, evaluation: bool):
-        return images_fn(generator, tokenizer, cls.settings(config, evaluation), generator.codebook_size)
+        return images_fn(generator, tokenizer, cls.settings(config, evaluation), generator.codebook_size,
+                         as_config(config).model.maskgit.mask_value)
 
 
 @register_sampler("v1")
