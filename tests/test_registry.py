@@ -101,6 +101,14 @@ def test_overrides_pretrained_and_train_eval_mode(tmp_path):
     assert torch.equal(again.input_proj.weight, model.input_proj.weight)
 
 
+def test_every_generator_preset_has_a_sampler():
+    """Every generator class a preset builds has a sampling recipe under the same name (modeling.build_sampler)."""
+    from modeling.registry import presets, sampler_recipe
+    for name, preset in presets().items():
+        if preset.kind == "generator":
+            sampler_recipe(preset_config(name))  # raises UnknownModelError when none is registered
+
+
 def test_unknown_names_and_classes_say_what_exists():
     with pytest.raises(UnknownModelError, match="Unknown model 'maskbit_tokenizer_13bit'.*close: maskbit_tokenizer"):
         create_model("maskbit_tokenizer_13bit")
