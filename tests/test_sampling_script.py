@@ -67,7 +67,8 @@ MASKGIT_V2 = ["config=" + os.path.join(ROOT, "configs", "maskgit_pytorch", "mask
               "model.maskgit.mlp_dim=64", "model.maskgit.nclass=10", "model.vq_model.codebook_size=16",
               "model.vq_model.hidden_channels=32", "model.vq_model.channel_mult=[1,2,2]",
               "model.vq_model.num_res_blocks=1", "dataset.preprocessing.resolution=16", "sample.device=cpu",
-              "model.maskgit_sampler.step=4", "sample.classes=[3,5]", "sample.per_class=2"]
+              "model.maskgit_sampler.step=4", "model.maskgit_sampler.w=2.0", "sample.classes=[3,5]",
+              "sample.per_class=2"]
 
 
 def test_sample_script_runs_the_generator_family_sampler(tmp_path, checkpoints):
@@ -86,7 +87,7 @@ def test_sample_script_runs_the_generator_family_sampler(tmp_path, checkpoints):
     cfg = load_config(args + ["sample.batch_size=3"])
     generator, tokenizer = script.load_models(cfg, torch.device("cpu"))
     images = script.generate_grid(generator, tokenizer, cfg, torch.device("cpu"))
-    code = sample(generator, [3, 3, 5, 5], version=2, scheduler="halton", step=4, seeds=[0, 1, 2, 3])["code"]
+    code = sample(generator, [3, 3, 5, 5], version=2, scheduler="halton", step=4, w=2.0, seeds=[0, 1, 2, 3])["code"]
     expected = ((tokenizer.decode_code(code.clamp(0, 15)) + 1) / 2).clamp(0, 1)
     torch.testing.assert_close(images, expected, rtol=0, atol=1e-5)  # decoded in batches of 3 + 1 vs 4
     assert script.main(args + [f"sample.output={tmp_path / 'v2.png'}"]).is_file()
