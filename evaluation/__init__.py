@@ -11,6 +11,7 @@ from evaluation.inception import FIDInceptionV3, build_inception, resize_bilinea
 from evaluation.inception_score import InceptionScoreStats, inception_score
 from evaluation.lpips import LPIPS
 from evaluation.manifold import density_coverage, precision_recall
+from evaluation.protocols import PROTOCOLS, to_uint8_protocol
 from evaluation.tokenizer_evaluator import TokenizerEvaluator, evaluate_tokenizer
 
 __all__ = [
@@ -19,4 +20,5 @@ __all__ = [
     "frechet_distance", "generate_chunks", "inception_score", "iterate_chunk_batches", "load_fid_stats", "mae",
     "mse", "precision_recall", "psnr", "rank_and_world_size", "resize_bilinear_tf1", "save_fid_stats", "ssim", "to_uint8",
     "evaluate_npz", "read_reference",
+    "PROTOCOLS", "to_uint8_protocol",
 ]

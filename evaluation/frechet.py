@@ -100,16 +100,37 @@ def save_fid_stats(path: Union[str, os.PathLike], mu: ArrayLike, sigma: ArrayLik
 
 
 def load_fid_stats(path: Union[str, os.PathLike]) -> tuple[np.ndarray, np.ndarray]:
-    """Read `mu` (D,) and `sigma` (D,D) from an .npz reference-statistics file."""
+    """Read `mu` (D,) and `sigma` (D,D) from an .npz reference-statistics file, or from a torch file holding `mu` and
+    `cov` (Halton-MaskGIT's released `ImageNet_256_train_stats.pt`), loaded weights-only."""
     path = Path(path)
     if not path.is_file():
         raise MissingStatisticsError(f"FID reference statistics '{path}' not found. Set evaluation.fid_stats_path to "
                                 f"an .npz with mu/sigma (e.g. ADM's VIRTUAL_imagenet256_labeled.npz or one written "
                                 f"by scripts/compute_fid_stats.py)")
-    with np.load(path, allow_pickle=False) as data:
-        if "mu" not in data or "sigma" not in data:
-            raise ValueError(f"'{path}' must contain arrays 'mu' and 'sigma', found {sorted(data.keys())}")
-        mu, sigma = data["mu"].astype(np.float64), data["sigma"].astype(np.float64)
+    if path.suffix in (".pt", ".pth"):
+        mu, sigma = _load_torch_fid_stats(path)
+    else:
+        with np.load(path, allow_pickle=False) as data:
+            if "mu" not in data or "sigma" not in data:
+                raise ValueError(f"'{path}' must contain arrays 'mu' and 'sigma', found {sorted(data.keys())}")
+            mu, sigma = data["mu"].astype(np.float64), data["sigma"].astype(np.float64)
     if mu.ndim != 1 or sigma.shape != mu.shape * 2:
         raise ValueError(f"'{path}': expected mu (D,) and sigma (D,D), got {mu.shape} and {sigma.shape}")
     return mu, sigma
+
+
+def _load_torch_fid_stats(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """{"mu": (D,), "cov" (or "sigma"): (D, D)} tensors or arrays of a torch file -> float64 arrays."""
+    import torch
+
+    try:
+        stats = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ValueError(f"Could not load '{path}' weights-only ({type(err).__name__}: {err}); FID statistics files "
+                         f"must hold only tensors/arrays under 'mu' and 'cov'.") from None
+    key = "cov" if isinstance(stats, dict) and "cov" in stats else "sigma"
+    if not isinstance(stats, dict) or "mu" not in stats or key not in stats:
+        found = sorted(stats) if isinstance(stats, dict) else type(stats).__name__
+        raise ValueError(f"'{path}' must hold 'mu' and 'cov' (or 'sigma'), found {found}")
+    return (torch.as_tensor(stats["mu"], dtype=torch.float64).numpy(),
+            torch.as_tensor(stats[key], dtype=torch.float64).numpy())

@@ -104,15 +104,17 @@ class SampleChunks:
 
 @torch.no_grad()
 def generate_chunks(sample_fn: SampleFn, chunks: SampleChunks, labels: torch.Tensor, seed: int,
-                    rank: int = 0, world_size: int = 1, progress: bool = True) -> int:
-    """Generate this process's missing chunks; returns the number of samples generated now."""
+                    rank: int = 0, world_size: int = 1, progress: bool = True,
+                    images_to_uint8: Callable[[torch.Tensor], torch.Tensor] = to_uint8) -> int:
+    """Generate this process's missing chunks; returns the number of samples generated now. `images_to_uint8`:
+    (B,3,H,W) images -> uint8 (B,3,H',W'), e.g. an evaluation protocol (`evaluation.protocols`)."""
     todo = [k for k in chunks.chunks_for(rank, world_size) if not chunks.done(k)]
     total = sum(hi - lo for lo, hi in map(chunks.chunk_range, todo))
     bar = tqdm(total=total, unit="img", desc=f"generating (rank {rank})", disable=not progress)
     for k in todo:
         lo, hi = chunks.chunk_range(k)
         images = sample_fn(labels[lo:hi], torch.arange(lo, hi, dtype=torch.int64) + seed)
-        chunks.save(k, to_uint8(images).permute(0, 2, 3, 1).cpu().numpy())
+        chunks.save(k, images_to_uint8(images).permute(0, 2, 3, 1).cpu().numpy())
         bar.update(hi - lo)
     bar.close()
     return total

@@ -5,6 +5,7 @@
                                                  # model.mlm_model     -> by model.mlm_model.model_cls
     discriminator = build_discriminator(config)  # model.discriminator -> by model.discriminator.name
     sample_fn = build_sampler(config, generator, tokenizer)   # the generator family's sampler, config settings
+    images = class_grid(sample_fn, classes=[1, 7], per_class=4)  # row-major by class, image k seeded seed + k
 
 `config` is the merged experiment config of `utils.config.load_config`; a plain (possibly partial) dict is merged
 onto the schema defaults first. Each family's builder sees only its own section, turned into explicit constructor
@@ -81,6 +82,17 @@ def build_sampler(config: ConfigLike, generator: nn.Module, tokenizer: nn.Module
     the config's settings; sample i depends only on (labels[i], seeds[i])."""
     config = as_config(config)
     return sampler_recipe(config).build(config, generator, tokenizer, evaluation)
+
+
+def class_grid(sample_fn: Callable[[torch.Tensor, Sequence[int]], torch.Tensor], classes: Sequence[int],
+               per_class: int, seed: int = 0, batch_size: int = 32) -> torch.Tensor:
+    """`per_class` images of every class in `classes` from a `build_sampler` function, row-major by class, clamped
+    to [0, 1], float32 on the CPU: (len(classes) * per_class, 3, H, W). Image k uses seed `seed + k`, so the grid
+    does not depend on `batch_size`."""
+    labels = torch.as_tensor(list(classes)).repeat_interleave(per_class)
+    seeds = [seed + k for k in range(len(labels))]
+    return torch.cat([sample_fn(labels[i:i + batch_size], seeds[i:i + batch_size]).float().clamp(0, 1).cpu()
+                      for i in range(0, len(labels), batch_size)])
 
 
 BUILD = {"tokenizer": build_tokenizer, "generator": build_generator, "discriminator": build_discriminator}

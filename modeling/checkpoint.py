@@ -6,12 +6,18 @@
     load_pretrained(model, "runs/exp/checkpoint-20000")             # ema_model/ if present, else unwrapped_model/
     load_pretrained(model, "last.ckpt")                             # Taming / Lightning: its state_dict, no loss.*
     load_pretrained(model, "hf://owner/repo/maskbit_tokenizer_12bit.bin")
+
+A model class may describe its own released files (no family branches here):
+- `checkpoint_weights_keys`: keys under which a training checkpoint keeps the weights, e.g. ("model_state_dict",);
+  the other entries (iteration counters, optimizer state) are ignored;
+- `checkpoint_files`: file names a folder of its releases holds, e.g. ("current.pth",) or ("ckpts/last.ckpt",);
+- `checkpoint_key_renames`: key prefixes that differ in the released files.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Mapping, Optional, Union
+from typing import Mapping, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -21,8 +27,9 @@ from utils.run_layout import TRAINING_SUBFOLDERS, WEIGHT_FILES
 from utils.errors import MaskbitError
 from utils.weights import MissingWeightsError, load_state_dict_file
 
-# Lightning checkpoints pickle callback and hyper-parameter objects next to the weights; these are swapped for inert
-# stand-ins (inert objects that run no code) so that the file still loads with weights_only=True. Others are refused.
+# Lightning checkpoints pickle callback and hyper-parameter objects next to the weights (LlamaGen's its argparse
+# arguments); these are swapped for inert stand-ins (objects that run no code) so that the file still loads with
+# weights_only=True. Any other pickled class is refused.
 IGNORABLE_GLOBALS = ("pytorch_lightning.", "lightning.", "lightning_fabric.", "omegaconf.", "argparse.", "numpy.")
 
 
@@ -41,8 +48,8 @@ def load_pretrained(model: nn.Module, path_or_id: Union[str, os.PathLike],
     `rename_keys` maps checkpoint key prefixes to model key prefixes, e.g. {"token_emb": "input_proj"}; it
     defaults to the model's own `checkpoint_key_renames` (names that differ in the released checkpoints).
     """
-    path = resolve_checkpoint(path_or_id)
-    state_dict = read_state_dict(path)
+    path = resolve_checkpoint(path_or_id, getattr(model, "checkpoint_files", ()))
+    state_dict = read_state_dict(path, getattr(model, "checkpoint_weights_keys", ()))
     renames = getattr(model, "checkpoint_key_renames", {}) if rename_keys is None else rename_keys
     state_dict = _strip_wrapper_prefixes(rename_prefixes(state_dict, renames), model)
     check_compatible(model, state_dict, source=str(path))
@@ -50,8 +57,10 @@ def load_pretrained(model: nn.Module, path_or_id: Union[str, os.PathLike],
     return model.eval()
 
 
-def resolve_checkpoint(path_or_id: Union[str, os.PathLike]) -> Path:
-    """The weights file named by a path, a folder, an accelerate checkpoint folder, or an hf:// id."""
+def resolve_checkpoint(path_or_id: Union[str, os.PathLike], release_files: Sequence[str] = ()) -> Path:
+    """The weights file named by a path, a folder, an accelerate checkpoint folder, or an hf:// id.
+
+    `release_files`: further names (relative paths) a folder may hold, after the project's own."""
     if str(path_or_id).startswith("hf://"):
         return _download_from_hub(str(path_or_id)[len("hf://"):])
     path = Path(path_or_id).expanduser()
@@ -61,7 +70,7 @@ def resolve_checkpoint(path_or_id: Union[str, os.PathLike]) -> Path:
         raise CheckpointNotFoundError(f"Checkpoint '{path}' does not exist. Pass a weights file (.bin, .pt, "
                                       f".safetensors, .ckpt), a folder holding one, or hf://<owner>/<repo>[/<file>].")
     candidates = [path / sub / name for sub in TRAINING_SUBFOLDERS for name in WEIGHT_FILES]
-    candidates += [path / name for name in WEIGHT_FILES]
+    candidates += [path / name for name in (*WEIGHT_FILES, *release_files)]
     for candidate in candidates:
         if candidate.is_file():
             return candidate
@@ -69,14 +78,22 @@ def resolve_checkpoint(path_or_id: Union[str, os.PathLike]) -> Path:
                             f"{', '.join(str(c.relative_to(path)) for c in candidates)}.")
 
 
-def read_state_dict(path: Path) -> dict:
-    """A flat {name: tensor} dict from a weights file; Lightning `.ckpt` files give their `state_dict`."""
-    checkpoint = _load_lightning_checkpoint(path) if path.suffix == ".ckpt" else load_state_dict_file(path)
+def read_state_dict(path: Path, weights_keys: Sequence[str] = ()) -> dict:
+    """A flat {name: tensor} dict from a weights file; Lightning `.ckpt` files give their `state_dict`, training
+    checkpoints the entry under the first of `weights_keys` they hold (e.g. "model_state_dict")."""
+    checkpoint = load_state_dict_file(path) if path.suffix == ".safetensors" else _load_torch_checkpoint(path)
+    for key in weights_keys:
+        if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get(key), Mapping):
+            checkpoint = checkpoint[key]
+            break
     if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get("state_dict"), Mapping):
         # Lightning layout (Taming VQGAN): the loss module (discriminator, LPIPS) is not part of the model
         checkpoint = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("loss.")}
     if not isinstance(checkpoint, Mapping) or not all(torch.is_tensor(v) for v in checkpoint.values()):
-        raise ValueError(f"'{path}' is not a state dict (a mapping of names to tensors).")
+        keys = list(checkpoint)[:8] if isinstance(checkpoint, Mapping) else []
+        found = f" (top-level keys: {', '.join(map(str, keys))})" if keys else ""
+        wanted = f"; the weights were looked for under {', '.join(weights_keys)}" if weights_keys else ""
+        raise ValueError(f"'{path}' is not a state dict (a mapping of names to tensors){found}{wanted}.")
     return dict(checkpoint)
 
 
@@ -111,12 +128,17 @@ def check_compatible(model: nn.Module, state_dict: Mapping[str, torch.Tensor], s
 
 
 def _strip_wrapper_prefixes(state_dict: dict, model: nn.Module) -> dict:
-    """Drop a `module.` (DDP) or `_orig_mod.` (torch.compile) prefix carried by every key."""
+    """Drop `module.` (DDP) and `_orig_mod.` (torch.compile) prefixes carried by every key, in any nesting order
+    (whole leading prefixes only: a key that merely contains `module.` keeps it)."""
     model_keys = model.state_dict().keys()
-    for prefix in ("module.", "_orig_mod."):
-        if state_dict and all(k.startswith(prefix) for k in state_dict) and not any(
-                k.startswith(prefix) for k in model_keys):
-            state_dict = {k[len(prefix):]: v for k, v in state_dict.items()}
+    stripped = True
+    while stripped:
+        stripped = False
+        for prefix in ("module.", "_orig_mod."):
+            if state_dict and all(k.startswith(prefix) for k in state_dict) and not any(
+                    k.startswith(prefix) for k in model_keys):
+                state_dict = {k[len(prefix):]: v for k, v in state_dict.items()}
+                stripped = True
     return state_dict
 
 
@@ -130,15 +152,17 @@ class _Ignored:
         pass
 
 
-def _load_lightning_checkpoint(path: Path):
+def _load_torch_checkpoint(path: Path):
+    """torch.load(weights_only=True) of a torch file, with inert stand-ins for the IGNORABLE_GLOBALS it pickles."""
     try:
         unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
     except Exception:  # not a zip-format checkpoint: let the plain loader report it
         return load_state_dict_file(path)
     refused = [name for name in unsafe if not name.startswith(IGNORABLE_GLOBALS)]
     if refused:
-        raise ValueError(f"'{path}' pickles objects other than tensors ({', '.join(refused[:5])}); it is refused "
-                         f"for safety. Re-save its state_dict as a plain .bin or .safetensors file.")
+        raise ValueError(f"'{path}' pickles objects other than tensors and plain Python types "
+                         f"({', '.join(refused[:5])}); it is refused for safety (weights_only loading). Re-save its "
+                         f"state_dict as a plain .bin or .safetensors file.")
     stand_ins = [(type(name.rsplit(".", 1)[-1], (_Ignored,), {}), name) for name in unsafe]
     with torch.serialization.safe_globals(stand_ins):
         return torch.load(path, map_location="cpu", weights_only=True)

@@ -210,11 +210,17 @@ class MaskBitSampling:
 
     @staticmethod
     def settings(config, evaluation: bool) -> dict:
+        if as_config(config).model.mlm_model.sampler != "maskbit":
+            from modeling.maskgit_pytorch.sampling_recipe import maskbit_switch_settings
+            return maskbit_switch_settings(config)
         runtime_only = ("autocast_dtype", "skip_unguided_pass")
         return {k: v for k, v in dataclasses.asdict(MaskBitSampling._settings(config, evaluation)).items()
                 if k not in runtime_only}
 
     @staticmethod
     def build(config, generator, tokenizer, evaluation: bool):
+        if as_config(config).model.mlm_model.sampler != "maskbit":  # a MaskGIT-pytorch sampler on this generator
+            from modeling.maskgit_pytorch.sampling_recipe import maskbit_with_maskgit_sampler
+            return maskbit_with_maskgit_sampler(config, generator, tokenizer)
         settings = MaskBitSampling._settings(config, evaluation)
         return lambda labels, seeds: sample(generator, tokenizer, labels, seeds=seeds, settings=settings)

@@ -49,13 +49,14 @@ class Kind:
 
 KINDS: Dict[str, Kind] = {k.name: k for k in (
     Kind("tokenizer", (("vq_model", "model_class"),)),
-    # TiTok's generators live in `model.generator` (official key names), MaskBit's in `model.mlm_model`
-    Kind("generator", (("generator", "model_type"), ("mlm_model", "model_cls"))),
+    # TiTok's generators live in `model.generator` (official key names), MaskGIT-pytorch's in `model.maskgit`,
+    # MaskBit's in `model.mlm_model`
+    Kind("generator", (("maskgit", "version"), ("generator", "model_type"), ("mlm_model", "model_cls"))),
     Kind("discriminator", (("discriminator", "name"),)),
 )}
 
 _BUILDERS: Dict[str, Dict[str, Callable]] = {kind: {} for kind in KINDS}
-_PRESET_FOLDERS: List[Tuple[str, str]] = []  # (folder under configs/, main kind)
+_PRESET_FOLDERS: List[Tuple[str, str, str]] = []  # (folder under configs/, main kind, file pattern)
 _SAMPLERS: Dict[str, type] = {}  # generator class name -> sampling recipe (register_sampler)
 
 
@@ -114,12 +115,13 @@ def sampler_recipe(config):
     return _SAMPLERS[name]
 
 
-def register_presets(folder: str, main: str) -> None:
-    """Every `configs/<folder>/*.yaml` is a preset whose main model is of kind `main`."""
+def register_presets(folder: str, main: str, pattern: str = "*.yaml") -> None:
+    """Every `configs/<folder>/<pattern>` is a preset whose main model is of kind `main`. A folder holding models
+    of two kinds registers the narrower pattern first: a file keeps the kind of the first registration it matches."""
     if main not in KINDS:
         raise ValueError(f"main must be one of {sorted(KINDS)}, got {main!r}")
-    if (folder, main) not in _PRESET_FOLDERS:
-        _PRESET_FOLDERS.append((folder, main))
+    if (folder, main, pattern) not in _PRESET_FOLDERS:
+        _PRESET_FOLDERS.append((folder, main, pattern))
 
 
 @dataclass(frozen=True)
@@ -136,13 +138,15 @@ def presets() -> Dict[str, Preset]:
 
 
 @functools.lru_cache(maxsize=None)
-def _preset_table(folders: Tuple[Tuple[str, str], ...]) -> Dict[str, Preset]:
+def _preset_table(folders: Tuple[Tuple[str, str, str], ...]) -> Dict[str, Preset]:
     """The presets of `folders`, read once per process (the YAMLs are only looked at for their model sections)."""
     from omegaconf import OmegaConf
 
     found: Dict[str, Preset] = {}
-    for folder, main in folders:
-        for path in sorted((CONFIG_ROOT / folder).glob("*.yaml")):
+    for folder, main, pattern in folders:
+        for path in sorted((CONFIG_ROOT / folder).glob(pattern)):
+            if path.stem in found:
+                continue  # matched by an earlier registration of the folder
             found[path.stem] = Preset(path.stem, path, main)
             if main != "tokenizer":
                 continue  # only a tokenizer config also describes second parts (discriminator, generator)

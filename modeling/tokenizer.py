@@ -70,8 +70,10 @@ class SpatialTokenizer(nn.Module):
 def tokenize(tokenizer: nn.Module, images: torch.Tensor) -> torch.Tensor:
     """Images (B, 3, R, R) in [0, 1] -> token indices (B, h*w) int64 (row-major), in fp32 outside any autocast."""
     with torch.autocast(images.device.type, enabled=False):
-        _, info = tokenizer.encode(images.float())
-    indices = info["min_encoding_indices"]
+        if hasattr(tokenizer, "image_tokens"):  # tokenizers whose `encode` keeps an official interface
+            indices = tokenizer.image_tokens(images.float())
+        else:
+            indices = tokenizer.encode(images.float())[1]["min_encoding_indices"]
     return indices.reshape(indices.shape[0], -1).long()
 
 

@@ -17,6 +17,11 @@ a mu/sigma file gives FID and IS only) to <out>/metrics.json, with the protocol 
 settings, reference sha256) and a warning for fewer than 50,000 samples or a non-gFID reference.
 evaluation.seeds=[0,1,2]: one sample set per seed under <out>/seed_<s>/, each scored, plus mean and std.
 <out> = experiment.output_dir or $WORKSPACE/outputs/<experiment.name>/eval.
+
+evaluation.protocol picks how samples become the uint8 images Inception sees (evaluation/protocols.py): adm (default,
+MaskBit/ADM: clamp, x255, truncate), maskgit_v1 (per-image min-max normalisation, MaskGIT-pytorch) or maskgit_v2
+(PIL bicubic to 299 in float, then truncation; Halton-MaskGIT). The reference statistics must have been computed
+the same way for the FID to mean what the paper's does.
 """
 from __future__ import annotations
 
@@ -30,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from evaluation import SampleChunks, class_labels, generate_chunks
+from evaluation import PROTOCOLS, SampleChunks, class_labels, generate_chunks, to_uint8_protocol
 from evaluation.adm import evaluate_npz, read_reference
 from evaluation.builders import inception_from_config
 from evaluation.generation import SampleCacheMismatchError
@@ -118,6 +123,8 @@ def evaluate_seed(config, state, seed: int, out_dir, labels, classes: int, incep
                 "tokenizer_sha256": weights_sha256(config.experiment.vqgan_checkpoint, "vqgan_checkpoint"),
                 "generator_sha256": weights_sha256(config.experiment.generator_checkpoint, "generator_checkpoint"),
                 "sampling": generation_settings(config, evaluation=True)}
+    if cfg.protocol != "adm":  # recorded only when not the default, so earlier sample folders still resume
+        run_info["protocol"] = cfg.protocol
     if state.is_main_process:  # checks (or sets aside) the cache before any process uses it
         open_sample_cache(out_dir, num_samples, cfg.batch_size, run_info, config.experiment.overwrite)
     state.wait_for_everyone()
@@ -129,13 +136,15 @@ def evaluate_seed(config, state, seed: int, out_dir, labels, classes: int, incep
         sample_fn = load_sampler(config, device)
         start = time.time()
         made = generate_chunks(sample_fn, chunks, labels, seed, state.process_index, state.num_processes,
-                               progress=state.is_main_process)
+                               progress=state.is_main_process,
+                               images_to_uint8=lambda images: to_uint8_protocol(images, cfg.protocol))
         seconds = time.time() - start
         print(f"[rank {state.process_index}] generated {made} samples in {seconds:.1f}s "
               f"({made / max(seconds, 1e-9):.2f} img/s)")
     state.wait_for_everyone()
 
-    npz_path = out_dir / f"samples_{num_samples}x{resolution}x{resolution}x3.npz"
+    side = 299 if cfg.protocol == "maskgit_v2" else resolution  # v2 stores the Inception-size images
+    npz_path = out_dir / f"samples_{num_samples}x{side}x{side}x3.npz"
     if state.is_main_process and (not npz_path.is_file() or max(
             chunks.path(k).stat().st_mtime_ns for k in range(chunks.num_chunks)) > npz_path.stat().st_mtime_ns):
         chunks.write_npz(npz_path, labels)
@@ -163,6 +172,8 @@ def main(argv=None) -> dict:
     if cfg.compute_inception and not cfg.fid_stats_path:
         raise ConfigError("set evaluation.fid_stats_path=REFERENCE.npz (ADM's VIRTUAL_imagenet256_labeled.npz, or "
                           "mu/sigma statistics), or evaluation.compute_inception=false to only generate samples")
+    if cfg.protocol not in PROTOCOLS:
+        raise ConfigError(f"evaluation.protocol must be one of {PROTOCOLS}, got '{cfg.protocol}'")
     reference = read_reference(cfg.fid_stats_path) if cfg.compute_inception else None  # fail before sampling
     inception = inception_from_config(config, device)
 
@@ -181,6 +192,7 @@ def main(argv=None) -> dict:
     notes = []
     if reference is not None:
         protocol = gfid_protocol(cfg.num_samples, classes, seeds, sampling, reference, cfg.inception_dtype)
+        protocol["image_protocol"] = cfg.protocol  # how samples became uint8 (evaluation.protocol)
         notes = gfid_warnings(cfg.num_samples, reference)
     else:
         protocol = {"metric": "none (evaluation.compute_inception=false)", "num_samples": cfg.num_samples,

@@ -17,7 +17,8 @@ from modeling.registry import UnknownModelError, preset_config
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-MANIFESTS = {p.stem: p for folder in ("checkpoint_layout", "checkpoint_layout_titok")
+MANIFESTS = {p.stem: p for folder in ("checkpoint_layout", "checkpoint_layout_titok",
+                                      "checkpoint_layout_maskgit_pytorch")
              for p in (FIXTURES / folder).glob("*.json")}
 # presets that are training configs of a part that has its own manifest elsewhere (they build the B-64 tokenizer)
 WITHOUT_MANIFEST = {"titok_stage2", "titok_maskgit"}
@@ -48,11 +49,10 @@ def test_preset_builds_the_official_layout_on_meta(name):
         model = create_model(name)
     assert entries(model) == expected["keys"]  # names, shapes, dtypes and order: strict loading of released weights
     assert sum(p.numel() for p in model.parameters()) == expected["params"]
+    named = dict(model.named_parameters())  # a tied parameter counts once, under its first name (v2 tok_emb / head)
     for submodule, count in expected.get("params_by_submodule", {}).items():
-        try:
-            got = sum(p.numel() for p in model.get_submodule(submodule).parameters())
-        except AttributeError:  # a parameter of the top module, e.g. pos_emb, latent_tokens
-            got = model.get_parameter(submodule).numel()
+        # a submodule, or a parameter of the top module (pos_emb, latent_tokens)
+        got = sum(p.numel() for n, p in named.items() if n == submodule or n.startswith(submodule + "."))
         assert got == count, submodule
     if "buffer_elements" in expected:
         assert sum(b.numel() for b in model.buffers()) == expected["buffer_elements"]
@@ -99,6 +99,14 @@ def test_overrides_pretrained_and_train_eval_mode(tmp_path):
     again = load_pretrained(create_model("maskbit_generator_10bit", **small, **{"dataset.preprocessing.resolution": 64}),
                             tmp_path / "released.bin")
     assert torch.equal(again.input_proj.weight, model.input_proj.weight)
+
+
+def test_every_generator_preset_has_a_sampler():
+    """Every generator class a preset builds has a sampling recipe under the same name (modeling.build_sampler)."""
+    from modeling.registry import presets, sampler_recipe
+    for name, preset in presets().items():
+        if preset.kind == "generator":
+            sampler_recipe(preset_config(name))  # raises UnknownModelError when none is registered
 
 
 def test_unknown_names_and_classes_say_what_exists():

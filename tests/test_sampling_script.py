@@ -17,8 +17,6 @@ TINY = ["model.vq_model.token_size=6", "model.vq_model.hidden_channels=32", "mod
         "model.mlm_model.num_steps=4", "dataset.preprocessing.resolution=16", "sample.device=cpu"]
 
 
-
-
 def _script():
     spec = importlib.util.spec_from_file_location("sample_script", os.path.join(ROOT, "scripts", "sample.py"))
     module = importlib.util.module_from_spec(spec)
@@ -62,3 +60,45 @@ def test_sample_script_requires_real_checkpoint_paths(capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("sample.py: error: Set experiment.vqgan_checkpoint") and "Traceback" not in err
+
+
+MASKGIT_V2 = ["config=" + os.path.join(ROOT, "configs", "maskgit_pytorch", "maskgit_pytorch_v2_tiny_256.yaml"),
+              "model.maskgit.hidden_dim=32", "model.maskgit.depth=1", "model.maskgit.heads=2",
+              "model.maskgit.mlp_dim=64", "model.maskgit.nclass=10", "model.vq_model.codebook_size=16",
+              "model.vq_model.hidden_channels=32", "model.vq_model.channel_mult=[1,2,2]",
+              "model.vq_model.num_res_blocks=1", "dataset.preprocessing.resolution=16", "sample.device=cpu",
+              "model.maskgit_sampler.step=4", "model.maskgit_sampler.w=2.0", "sample.classes=[3,5]",
+              "sample.per_class=2"]
+
+
+def test_sample_script_runs_the_generator_family_sampler(tmp_path, checkpoints):
+    """A MaskGIT-pytorch v2 transformer (released .pth / LlamaGen .pt formats) with its Halton sampler, and MaskBit's
+    generator switched to the Halton sampler: the script's grid is each sampler's output for seeds seed + k."""
+    from modeling.maskgit_pytorch import BitTokenGrid, sample
+
+    cfg = load_config(MASKGIT_V2)
+    torch.manual_seed(0)
+    vqgan, transformer = build_tokenizer(cfg), build_generator(cfg)
+    torch.save({"model": vqgan.state_dict()}, tmp_path / "vq_ds16_c2i.pt")
+    torch.save({"iter": 1, "model_state_dict": transformer.state_dict()}, tmp_path / "ImageNet_256_tiny.pth")
+    args = MASKGIT_V2 + [f"experiment.vqgan_checkpoint={tmp_path / 'vq_ds16_c2i.pt'}",
+                         f"experiment.generator_checkpoint={tmp_path / 'ImageNet_256_tiny.pth'}"]
+    script = _script()
+    cfg = load_config(args + ["sample.batch_size=3"])
+    generator, tokenizer = script.load_models(cfg, torch.device("cpu"))
+    images = script.generate_grid(generator, tokenizer, cfg, torch.device("cpu"))
+    code = sample(generator, [3, 3, 5, 5], version=2, scheduler="halton", step=4, w=2.0, seeds=[0, 1, 2, 3])["code"]
+    expected = ((tokenizer.decode_code(code.clamp(0, 15)) + 1) / 2).clamp(0, 1)
+    torch.testing.assert_close(images, expected, rtol=0, atol=1e-5)  # decoded in batches of 3 + 1 vs 4
+    assert script.main(args + [f"sample.output={tmp_path / 'v2.png'}"]).is_file()
+
+    switched = load_config(TINY + checkpoints + ["model.mlm_model.sampler=halton", "model.maskgit_sampler.step=4",
+                                                 "sample.classes=[3]", "sample.per_class=2"])
+    generator, tokenizer = script.load_models(switched, torch.device("cpu"))
+    images = script.generate_grid(generator, tokenizer, switched, torch.device("cpu"))
+    grid_model = BitTokenGrid(generator)
+    code = sample(grid_model, [3, 3], version=2, scheduler="halton", step=4, seeds=[0, 1])["code"]
+    expected = tokenizer.decode_tokens(code.clamp(0, grid_model.codebook_size - 1)).clamp(0, 1)
+    torch.testing.assert_close(images, expected, rtol=0, atol=0)
+    default = load_config(TINY + checkpoints + ["sample.classes=[3]", "sample.per_class=2"])
+    assert not torch.equal(images, script.generate_grid(generator, tokenizer, default, torch.device("cpu")))

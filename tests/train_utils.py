@@ -74,10 +74,11 @@ def assert_bitwise_equal(a, b, where=""):
         assert a == b, where
 
 
-def kill_after_checkpoint_and_resume(config_path, output_dir, step: int, final_step: int) -> None:
-    """Run scripts/train_tokenizer.py on `config_path`, SIGKILL it once `checkpoint-<step>` is complete, then run
-    the same command again to the end (it must resume from that checkpoint)."""
-    command = [sys.executable, str(REPO / "scripts" / "train_tokenizer.py"), f"config={config_path}"]
+def kill_after_checkpoint_and_resume(config_path, output_dir, step: int, final_step: int,
+                                     script: str = "train_tokenizer.py") -> None:
+    """Run scripts/<script> on `config_path`, SIGKILL it once `checkpoint-<step>` is complete, then run the same
+    command again to the end (it must resume from that checkpoint)."""
+    command = [sys.executable, str(REPO / "scripts" / script), f"config={config_path}"]
     process = subprocess.Popen(command, cwd=REPO, env=subprocess_env(), stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE)
     deadline = time.time() + 240

@@ -14,6 +14,8 @@ reference), `linear` (to 0), `constant_with_warmup` and `constant` (no warm-up).
 `(end_lr + (peak - end_lr) * max(0, cos_term)) / peak` with the absolute `end_lr`. It equals `cosine_with_minimum`
 with `min_lr_ratio = end_lr / peak` mathematically but not in float64 (1-2 ulp apart on ~40% of the steps), so
 TiTok configs use this exact expression.
+`constant_cosine_tail` is Halton-MaskGIT's (docs/design/maskgit-pytorch-facts.md §5.2): warm-up, constant, then a
+half cosine over the last 10 % of `total_steps`, floored at `min_lr_ratio` (0.01 in its configs).
 
 Process count: the reference hands its schedulers to `accelerator.prepare`, which steps them once per process,
 and compensates by multiplying the step counts by the process count. Here schedulers stay out of `prepare` and
@@ -29,7 +31,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
 SCHEDULES = ("cosine_with_minimum", "cosine", "cosine_with_restarts", "polynomial", "linear", "constant",
-             "constant_with_warmup", "cosine_to_end_lr")
+             "constant_with_warmup", "cosine_to_end_lr", "constant_cosine_tail")
 
 
 def _warmup(step: int, warmup_steps: int) -> float:
@@ -66,6 +68,12 @@ def lr_multiplier_fn(name: str, warmup_steps: int, total_steps: int, min_lr_rati
             return _warmup(step, warmup_steps)
         if name == "constant_with_warmup":
             return 1.0
+        if name == "constant_cosine_tail":
+            tail_start = int(0.9 * total_steps)
+            if step < tail_start:
+                return 1.0
+            progress = float(step - tail_start) / float(max(1, total_steps - tail_start))
+            return max(min_lr_ratio, 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
         if name == "linear":
             return max(0.0, float(total_steps - step) / float(max(1, total_steps - warmup_steps)))
         if name == "polynomial":

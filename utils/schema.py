@@ -7,7 +7,7 @@ official MaskBit configs so that their YAMLs keep working.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Any, List, Optional
 
 
 # --------------------------------------------------------------------------------------------- experiment
@@ -39,7 +39,9 @@ class ExperimentConfig:
 @dataclass
 class VQModelConfig:
     model_class: str = "vqgan+"  # vqgan+ | maskgit (legacy decoder indices) | taming (Taming VQGAN, inference) | titok
-    # | maskgit_vqgan (TiTok's MaskGIT-VQGAN, open-muse key names)
+    # | maskgit_vqgan (TiTok's MaskGIT-VQGAN, open-muse key names) | maskgit_pytorch_taming (MaskGIT-pytorch v1's Taming
+    # VQGAN f16) | llamagen_vq (Halton-MaskGIT's LlamaGen VQ-16): these two read codebook_size, token_size (code
+    # dimension), hidden_channels (ch), channel_mult and num_res_blocks, and take [-1, 1] images (model.maskgit)
     quantizer_type: str = "lookup-free"  # lookup-free (LFQ) | lookup (VQ codebook)
     codebook_size: int = 4096  # VQ codebook rows; for LFQ it is always 2**token_size
     token_size: int = 12  # latent channels: bits K for LFQ, embedding dim for VQ
@@ -114,6 +116,7 @@ class MLMModelConfig:
     guidance_annealing: str = "cosine"  # none | linear | cosine
     scale_pow: float = 3.0
     use_sampling_annealing: bool = False
+    sampler: str = "maskbit"  # maskbit | confidence_v1 | confidence_v2 | halton (those use model.maskgit_sampler)
 
 
 @dataclass
@@ -138,11 +141,50 @@ class TiTokGeneratorConfig:  # model.generator: TiTok's MaskGIT generators on 1D
 
 
 @dataclass
+class MaskGITPytorchConfig:  # model.maskgit: MaskGIT-pytorch v1 / Halton-MaskGIT v2 transformers (official names)
+    version: str = ""  # v1 (MaskTransformer) | v2 (Halton-MaskGIT Transformer); '' = not this family
+    # codebook_size (K; mask id K) comes from model.vq_model, the token-grid side (f_factor / input_size) from the
+    # tokenizer and dataset.preprocessing.resolution (img_size)
+    hidden_dim: int = 768
+    depth: int = 24
+    heads: int = 16
+    mlp_dim: int = 3072
+    dropout: float = 0.1
+    nclass: int = 1000  # class nclass (v2) / table row K + 1 + nclass (v1) is the null (dropped) class
+    register: int = 1  # v2: learned register tokens appended after the image tokens
+    proj: int = 1  # v2: patchify factor (1 in every released model, the only one implemented)
+    # training (docs/design/maskgit-pytorch-facts.md §5); label smoothing is losses.mlm.label_smoothing (v1 0.1, v2 0)
+    drop_label: float = 0.1  # probability of dropping each sample's label (null class)
+    mask_schedule: str = "arccos"  # masking probability of r ~ U(0, 1): linear | square | cosine | arccos (v2 + root)
+    mask_value: Optional[int] = None  # value of masked tokens; None = the mask id K. v1 only: <= 0 = random codes
+
+
+@dataclass
+class MaskGITSamplerConfig:  # model.maskgit_sampler: MaskGIT-pytorch v1 / Halton-MaskGIT v2 samplers; None = official
+    scheduler: str = ""  # confidence | halton; '' = the version's default (v1 confidence, v2 halton)
+    step: Optional[int] = None  # default 8 (v1), 32 (v2)
+    w: Optional[float] = None  # CFG weight, default 3.0 (v1/v2 confidence ramp it as w*i/(S-1); Halton constant)
+    sm_temp: Optional[float] = None  # confidence: logits multiplied by it (default 1.0)
+    r_temp: Optional[float] = None  # confidence: Gumbel scale of the confidence (default 4.5)
+    randomize: Any = None  # confidence: linear | warm_up | random | none (default linear); halton: true | false
+    sched_mode: Optional[str] = None  # confidence: root | linear | square | cosine | arccos (default arccos)
+    sm_temp_min: Optional[float] = None  # halton: temperature ramp linspace(min, max, step)^temp_pow (1.0, 1.0)
+    sm_temp_max: Optional[float] = None
+    temp_pow: Optional[float] = None  # halton (default 1.0)
+    temp_warmup: Optional[int] = None  # halton: steps with the temperature halved (default 0)
+    top_k: Optional[int] = None  # halton: draw among the top-k (default -1 = all)
+    sched_pow: Optional[float] = None  # halton: accepted and unused, as officially (default 2.0)
+    cumulative: Optional[bool] = None  # halton: re-write all earlier cells each step, the 5ffd61f release (false)
+
+
+@dataclass
 class ModelConfig:
     vq_model: VQModelConfig = field(default_factory=VQModelConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     mlm_model: MLMModelConfig = field(default_factory=MLMModelConfig)
     generator: TiTokGeneratorConfig = field(default_factory=TiTokGeneratorConfig)
+    maskgit: MaskGITPytorchConfig = field(default_factory=MaskGITPytorchConfig)
+    maskgit_sampler: MaskGITSamplerConfig = field(default_factory=MaskGITSamplerConfig)
 
 
 # ------------------------------------------------------------------------------------------------- losses
@@ -285,11 +327,12 @@ class EvaluationConfig:
     seed: int = 0  # gFID: class-order permutation and per-sample seeds (sample i uses seed + i)
     seeds: List[int] = field(default_factory=list)  # gFID: one sample set per seed, each scored, + mean/std ([] = [seed])
     feature_cache_dir: str = ""  # Inception feature cache of the ADM evaluation ('' = <output dir>/inception_features)
+    protocol: str = "adm"  # samples -> uint8: adm (ours) | maskgit_v1 (per-image min-max) | maskgit_v2 (bicubic 299)
 
 
 # ----------------------------------------------------------------------------------------------- sampling
 @dataclass
-class SampleConfig:  # scripts/sample.py (sampling settings themselves live in model.mlm_model)
+class SampleConfig:  # scripts/sample.py (sampling settings live in the generator family's model section)
     classes: List[int] = field(default_factory=lambda: [1, 7, 282, 604, 724, 179, 751, 404, 850])  # one grid row each
     per_class: int = 4  # images per class (grid columns)
     seed: int = 0  # grid image k (row-major) uses seed + k, whatever the batch size
