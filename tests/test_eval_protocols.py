@@ -86,6 +86,7 @@ def test_eval_script_with_protocol_and_maskbit_sampler_switch(tmp_path):
     import sys
 
     from modeling import build_generator, build_tokenizer
+    from utils.errors import MaskbitError
 
     tiny = {"model": {"vq_model": {"hidden_channels": 32, "channel_mult": [1, 2], "num_resolutions": 2,
                                    "num_res_blocks": 1, "token_size": 4},
@@ -108,7 +109,7 @@ def test_eval_script_with_protocol_and_maskbit_sampler_switch(tmp_path):
     assert samples.shape == (3, 299, 299, 3) and samples.dtype == np.uint8 and samples.std() > 0
     manifest = json.loads((tmp_path / "samples" / "manifest.json").read_text())
     assert manifest["protocol"] == "maskgit_v2" and manifest["sampling"]["scheduler"] == "halton"
-    with pytest.raises(ValueError, match="another run"):  # same folder, other protocol: refused, nothing mixed
+    with pytest.raises(MaskbitError, match="another run"):  # same folder, other protocol: refused, nothing mixed
         eval_maskbit.main(args + ["evaluation.protocol=maskgit_v1"])
     with pytest.raises(Exception, match="evaluation.protocol"):
-        eval_maskbit.main(args + ["evaluation.protocol=clean", f"experiment.output_dir={tmp_path / 'x'}"])
+        eval_maskbit.main(args[:-1] + ["evaluation.protocol=clean", f"experiment.output_dir={tmp_path / 'x'}"])
