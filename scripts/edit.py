@@ -57,6 +57,38 @@ def mask_spec(opts):
     return "mask" if given[0] == "mask" else {given[0]: list(opts[given[0]])}
 
 
+def read_mask(mask_path: str) -> Image.Image:
+    try:
+        return Image.open(mask_path).convert("L")
+    except OSError as err:
+        raise EditError(f"cannot read edit.mask '{mask_path}' ({err}); pass a PNG, white = regenerate") from None
+
+
+def check_inputs(files: list, spec, mask_path: str, size: int) -> None:
+    """Refuse a mask spec that fits no image before any model is loaded (sizes from the image headers only)."""
+    if spec == "mask":
+        mask = read_mask(mask_path)
+        if not mask.getextrema()[1] > 127:
+            raise EditError(f"edit.mask '{mask_path}' selects no pixel to regenerate; paint the pixels to "
+                            f"regenerate white")
+        for path in files:
+            with Image.open(path) as image:
+                if mask.size not in ((size, size), image.size):
+                    raise EditError(f"edit.mask is {mask.width}x{mask.height} (width x height) but '{path.name}' "
+                                    f"is {image.width}x{image.height}; give a mask of the image's size or of the "
+                                    f"model's {size}x{size} view")
+    elif "outpaint" in spec:
+        top, bottom, left, right = (int(v) for v in spec["outpaint"])
+        if size - top - bottom <= 0 or size - left - right <= 0:
+            raise EditError(f"edit.outpaint={spec['outpaint']} leaves no room for the image in the {size}x{size} "
+                            f"canvas; pad by less")
+        canvas_and_mask(torch.zeros(1, 3, size - top - bottom, size - left - right), spec, size)
+    else:
+        pixels = canvas_and_mask(torch.zeros(1, 3, size, size), spec, size)[1]
+        if not pixels.any():
+            raise EditError(f"edit.{next(iter(spec))}={spec[next(iter(spec))]} leaves no pixel to regenerate")
+
+
 def load_input(path: Path, spec, mask_path: str, size: int):
     """(canvas (1, 3, R, R) in [0, 1], pixel mask (1, R, R) bool) of one input image."""
     try:
@@ -65,23 +97,12 @@ def load_input(path: Path, spec, mask_path: str, size: int):
         raise EditError(f"cannot read image '{path}' ({type(err).__name__}: {err}); pass a PNG/JPEG file") from None
     if isinstance(spec, dict) and "outpaint" in spec:
         top, bottom, left, right = (int(v) for v in spec["outpaint"])
-        if size - top - bottom <= 0 or size - left - right <= 0:
-            raise EditError(f"edit.outpaint={spec['outpaint']} leaves no room for the image in the {size}x{size} "
-                            f"canvas; pad by less")
         pixels = to_float(pil_to_uint8(fit(image, size - top - bottom, size - left - right))).unsqueeze(0)
         return canvas_and_mask(pixels, spec, size)
     pixels = to_float(pil_to_uint8(fit(image, size, size))).unsqueeze(0)
     if spec != "mask":
         return canvas_and_mask(pixels, spec, size)
-    try:
-        mask = Image.open(mask_path).convert("L")
-    except OSError as err:
-        raise EditError(f"cannot read edit.mask '{mask_path}' ({err}); pass a PNG, white = regenerate") from None
-    if mask.size not in ((size, size), image.size):
-        raise EditError(f"edit.mask is {mask.width}x{mask.height} (width x height) but '{path.name}' is "
-                        f"{image.width}x{image.height}; give a mask of the image's size or of the model's "
-                        f"{size}x{size} view")
-    mask = fit(mask, size, size, TF.InterpolationMode.NEAREST)
+    mask = fit(read_mask(mask_path), size, size, TF.InterpolationMode.NEAREST)
     return canvas_and_mask(pixels, TF.pil_to_tensor(mask)[0] > 127, size)
 
 
@@ -123,6 +144,7 @@ def main(argv=None) -> Path:
     device = torch.device(opts.device) if opts.device else state.device
     generator, tokenizer = load_models(cfg, device)
     side, factor = edit_geometry(generator, tokenizer)
+    check_inputs(files, spec, opts.mask, side * factor)
     settings = generation_settings(cfg)  # the family's sampler settings, as keyword overrides of its infill step
     output, root = Path(opts.output), Path(opts.image).expanduser()
     names = [p.stem if p == root else str(p.relative_to(root).with_suffix("")).replace("/", "__") for p in files]
