@@ -82,3 +82,33 @@ def test_edit_script_errors_are_one_line(setup, capsys, extra, message):
     err = capsys.readouterr().err
     assert err.startswith("edit.py: error: ") and message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_two_processes_write_the_same_pngs_as_one(setup, tmp_path):
+    """A folder under `accelerate launch` (2 CPU processes, gloo): each edit depends only on its seed."""
+    import socket
+    import subprocess
+    import sys
+
+    root, args = setup
+    folder = tmp_path / "images"
+    (folder / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for name in ["a.png", "b.png", "sub/c.png"]:
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(folder / name)
+    common = [a for a in args if not a.startswith("edit.image=")] + [
+        f"edit.image={folder}", "edit.box=[4,4,6,6]", "edit.class_id=3", "edit.num_samples=2"]
+    one = _script().main(common + [f"edit.output={tmp_path / 'one'}"])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
+               str(port), os.path.join(ROOT, "scripts", "edit.py")] + common + [f"edit.output={tmp_path / 'two'}"]
+    env = dict(os.environ, ACCELERATE_USE_CPU="1", PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    written = sorted(p.relative_to(one) for p in one.rglob("*.png"))
+    assert len(written) == 1 + 3 * 5 and (one / "sub__c" / "edit_1.png").is_file()
+    for path in written:
+        assert (one / path).read_bytes() == (tmp_path / "two" / path).read_bytes(), path
