@@ -7,8 +7,8 @@ Importing the package imports each family's modules, which register their builde
 """
 from modeling.builders import (TokenSpace, build_discriminator, build_generator, build_sampler, build_tokenizer,
                                generation_settings, token_space)
-from modeling.editing import EditError, edit
 from modeling.checkpoint import CheckpointMismatchError, CheckpointNotFoundError, load_pretrained
+from modeling.editing import EditError, edit
 from modeling.masking import label_drop_mask, mask_tokens
 from modeling.quantizers import LookupFreeQuantizer, VectorQuantizer, bits_to_indices, indices_to_bits
 from modeling.registry import create_model, list_models, register_builder, register_presets
@@ -28,7 +28,8 @@ __all__ = [
     "LookupFreeQuantizer", "MaskedTokenTransformer", "PatchGANDiscriminator", "SamplingConfig", "SpatialTokenizer",
     "TamingVQGAN", "TokenSpace", "VQGANPlusDiscriminator", "VQGANPlusTokenizer", "VectorQuantizer",
     "bits_to_indices", "build_discriminator", "build_generator", "build_sampler", "build_quantizer", "build_tokenizer",
-    "combine_tokens", "create_model", "edit", "EditError", "generation_settings", "indices_to_bits", "label_drop_mask", "list_models", "load_pretrained",
+    "combine_tokens", "create_model", "generation_settings", "indices_to_bits", "label_drop_mask", "list_models", "load_pretrained",
     "mask_tokens", "register_builder", "register_presets", "sample", "sample_grid", "sampling_config",
     "split_tokens", "token_space",
 ]
+__all__ += ["EditError", "edit"]  # image editing (modeling.editing)

@@ -203,12 +203,16 @@ def _batch_size(*sizes: int) -> int:
 @torch.no_grad()
 def reconstruct(tokenizer, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """Images (B, 3, R, R) in [0, 1] -> (tokens (B, N) int64, the tokenizer's reconstruction (B, 3, R, R))."""
+    tokens = encode(tokenizer, images)
+    return tokens, decode(tokenizer, tokens)
+
+
+def encode(tokenizer, images: torch.Tensor) -> torch.Tensor:
+    """Images (B, 3, R, R) in [0, 1] -> tokens (B, N) int64 (row-major), in eval mode and float32."""
     was_training = tokenizer.training
-    tokenizer.eval()
-    tokens = tokenize(tokenizer, images)
-    recon = decode(tokenizer, tokens)
+    tokens = tokenize(tokenizer.eval(), images)
     tokenizer.train(was_training)
-    return tokens, recon
+    return tokens
 
 
 def decode(tokenizer, tokens: torch.Tensor) -> torch.Tensor:
@@ -251,7 +255,7 @@ def edit(generator, tokenizer, image, mask, class_id: Union[int, Sequence[int], 
                         f"regenerate with True (white in a mask PNG), or give a box")
     editable = token_mask(pixels, factor, grow)  # (B, side, side)
 
-    tokens, recon = reconstruct(tokenizer, canvas)
+    tokens = encode(tokenizer, canvas)
     infill = infill_step(generator)
     edited = infill(generator, tokens, editable.flatten(1), labels, seeds, settings, noise=noise, on_step=on_step,
                     splits=splits, **overrides)
@@ -262,5 +266,5 @@ def edit(generator, tokenizer, image, mask, class_id: Union[int, Sequence[int], 
     out = decode(tokenizer, edited)
     if blend:
         weights = blend_weights(editable, factor, factor if blend_pixels is None else blend_pixels)
-        out = torch.lerp(recon, out, weights)  # exactly `recon` where the weight is 0
+        out = torch.lerp(decode(tokenizer, tokens), out, weights)  # exactly the reconstruction where w is 0
     return (out, edited) if return_tokens else out
