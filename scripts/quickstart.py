@@ -210,7 +210,8 @@ def evaluate_editing(out: Path, data: dict, short: bool) -> dict:
     recon = reconstruct(tokenizer, images)[1].clamp(0, 1)
     columns = min(count, 10)
     grid = torch.cat([images[:columns], recon[:columns], edited[:columns]])
-    torchvision.utils.save_image(grid, out / "editing.png", nrow=columns, padding=1)
+    with atomic_path(out / "editing.png") as tmp:
+        torchvision.utils.save_image(grid, tmp, nrow=columns, padding=1, format="png")
     return {
         "num_images": count, "box": list(box),
         "class_consistency": accuracy(region(edited), new_labels),
