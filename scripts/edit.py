@@ -33,6 +33,7 @@ from data.transforms import decode_image, pil_to_uint8, to_float
 from modeling import build_generator, build_tokenizer, edit, generation_settings, load_pretrained
 from modeling.editing import EditError, canvas_and_mask, edit_geometry, reconstruct
 from training.token_source import load_frozen_tokenizer
+from utils.atomic import atomic_path
 from utils.config import ConfigError, parse_args_or_exit
 from utils.errors import run_main
 
@@ -163,13 +164,15 @@ def main(argv=None) -> Path:
         panels = {"input": canvas[0], "mask_overlay": overlay(canvas[0], pixels[0]), "reconstruction": recon[0],
                   **{f"edit_{k}": image for k, image in enumerate(edits)}}
         for name, image in panels.items():
-            save_image(image.float().clamp(0, 1).cpu(), folder / f"{name}.png")
+            with atomic_path(folder / f"{name}.png") as tmp:
+                save_image(image.float().clamp(0, 1).cpu(), tmp, format="png")
     state.wait_for_everyone()
 
     if state.is_main_process:  # the grid from the PNGs every process wrote
         columns = ["input", "mask_overlay", "reconstruction"] + [f"edit_{k}" for k in range(opts.num_samples)]
         rows = [TF.to_tensor(Image.open(output / name / f"{c}.png").convert("RGB")) for name in names for c in columns]
-        save_image(torch.stack(rows), output / "grid.png", nrow=len(columns), padding=2, pad_value=1.0)
+        with atomic_path(output / "grid.png") as tmp:
+            save_image(torch.stack(rows), tmp, nrow=len(columns), padding=2, pad_value=1.0, format="png")
         print(f"edit.py: {len(files)} image(s) x {opts.num_samples} edits as class {opts.class_id} -> "
               f"{output / 'grid.png'} and {output}/<image>/*.png")
     return output
