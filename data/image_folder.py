@@ -8,11 +8,13 @@ processes and workers). Eval references: all files in order. Keys are '<class_na
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
 from data.streams import EPOCH_STREAM, derive_seed
+from utils.errors import MaskbitError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
@@ -55,3 +57,19 @@ class ImageFolderSource:
         key = os.path.splitext(os.path.relpath(path, self.root))[0]
         with open(path, "rb") as f:
             return key, f.read(), class_id
+
+
+IMAGE_FILE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}  # inputs of scripts that take loose image files
+
+
+def list_image_files(path: Path) -> list[Path]:
+    """`path` itself if it is a file, else the image files under the folder `path` (recursive, sorted)."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise MaskbitError(f"input '{path}' does not exist; pass an image file or a folder of images")
+    images = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_FILE_SUFFIXES)
+    if not images:
+        raise MaskbitError(f"no images ({', '.join(sorted(IMAGE_FILE_SUFFIXES))}) found under '{path}'")
+    return images

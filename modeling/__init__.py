@@ -8,6 +8,7 @@ Importing the package imports each family's modules, which register their builde
 from modeling.builders import (TokenSpace, build_discriminator, build_generator, build_sampler, build_tokenizer,
                                class_grid, generation_settings, token_space)
 from modeling.checkpoint import CheckpointMismatchError, CheckpointNotFoundError, load_pretrained
+from modeling.editing import EditError, edit
 from modeling.masking import label_drop_mask, mask_tokens
 from modeling.quantizers import LookupFreeQuantizer, VectorQuantizer, bits_to_indices, indices_to_bits
 from modeling.registry import create_model, list_models, register_builder, register_presets
@@ -33,3 +34,4 @@ __all__ = [
     "mask_tokens", "register_builder", "register_presets", "sample", "sample_grid", "sampling_config",
     "split_tokens", "token_space",
 ]
+__all__ += ["EditError", "edit"]  # image editing (modeling.editing)

@@ -13,8 +13,8 @@ from typing import Optional
 import torch
 from torch import nn
 
-from modeling.registry import register_builder, register_presets, register_sampler
-from modeling.sampling import SamplingConfig, sample
+from modeling.registry import register_builder, register_infill, register_presets, register_sampler
+from modeling.sampling import SamplingConfig, infill, sample
 from modeling.token_splits import combine_tokens, split_tokens, split_tokens_to_bits
 from modeling.transformer import LAYER_NORM_EPS, TransformerEncoder
 from utils.config import ConfigLike, as_config
@@ -174,6 +174,7 @@ class EmbeddingTokenTransformer(MaskedTokenTransformer):
 
 
 register_presets("generator", main="generator")
+register_infill(MaskedTokenTransformer)(infill)  # image editing (modeling.edit) with MaskBit's sampler
 
 
 @register_builder("generator", "lfq_bert", "bert")

@@ -58,6 +58,7 @@ KINDS: Dict[str, Kind] = {k.name: k for k in (
 _BUILDERS: Dict[str, Dict[str, Callable]] = {kind: {} for kind in KINDS}
 _PRESET_FOLDERS: List[Tuple[str, str, str]] = []  # (folder under configs/, main kind, file pattern)
 _SAMPLERS: Dict[str, type] = {}  # generator class name -> sampling recipe (register_sampler)
+_INFILLS: Dict[type, Callable] = {}  # generator module class -> its sampler's infill step (register_infill)
 
 
 class UnknownModelError(MaskbitError, ValueError):
@@ -113,6 +114,24 @@ def sampler_recipe(config):
         raise UnknownModelError(f"No sampler for model.{section}.{key} '{name}'; samplers exist for "
                                 f"{sorted(_SAMPLERS)}.")
     return _SAMPLERS[name]
+
+
+def register_infill(*generator_classes: type) -> Callable[[Callable], Callable]:
+    """Decorator for a generator family's infill step, the one thing `modeling.edit` needs from a sampler:
+    `fn(model, tokens (B, N) int64, editable (B, N) bool, class_ids (B,), seeds, settings, *, noise, on_step,
+    splits, **overrides) -> tokens (B, N)` that generates the editable tokens and never changes the others
+    (contract: `modeling.editing`). Subclasses of a registered class use it too."""
+    def decorator(fn: Callable) -> Callable:
+        for cls in generator_classes:
+            _INFILLS[cls] = fn
+        return fn
+    return decorator
+
+
+def infill_step(generator: nn.Module) -> Optional[Callable]:
+    """The infill step registered for `generator`'s class (or its nearest registered base class), else None."""
+    _import_families()
+    return next((_INFILLS[cls] for cls in type(generator).__mro__ if cls in _INFILLS), None)
 
 
 def register_presets(folder: str, main: str, pattern: str = "*.yaml") -> None:

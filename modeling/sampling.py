@@ -152,23 +152,50 @@ def sample(model, tokenizer, class_ids: Union[torch.Tensor, Sequence[int]], seed
     (the first step under linear/cosine annealing): same logits, less work.
     """
     cfg = (settings or SamplingConfig()).replace(**overrides)
+    _check_model(model)
+    labels = torch.as_tensor(class_ids).reshape(-1).long()
+    tokens = torch.full((labels.numel(), model.seq_len, model.splits), model.mask_token, dtype=torch.long)
+    sampled = unmask(model, tokens, labels, seeds, cfg, noise=noise, on_step=on_step)
+    full_tokens = model.combine_tokens(sampled)
+    if tokenizer is None:
+        return full_tokens
+    tokenizer_was_training = tokenizer.training
+    images = tokenizer.eval().decode_tokens(full_tokens)
+    tokenizer.train(tokenizer_was_training)
+    return (images, full_tokens) if return_tokens else images
+
+
+def _check_model(model) -> None:
     if not hasattr(model, "splits"):
         raise MaskbitError(f"sample() runs MaskBit's sampler on split tokens; {type(model).__name__} has its own "
                            f"sampler (for TiTok generators: model.generate(...)).")
+
+
+@torch.no_grad()
+def unmask(model, tokens: torch.Tensor, class_ids: torch.Tensor, seeds: Seeds, cfg: SamplingConfig, *,
+           noise: Optional[NoiseFn] = None, on_step: Optional[StepCallback] = None) -> torch.Tensor:
+    """The decoding loop of `sample`, from any partly masked state: split tokens (B, N, S) with the mask id at the
+    elements to generate -> the last step's full prediction (B, N, S). Elements that are not masked at the start
+    are never changed (their confidence is +inf, so they are never re-masked), and the schedule counts come from
+    each sample's own number of masked elements: from an all-masked grid this is exactly `sample`; from a partly
+    masked one it is inpainting (`modeling.editing`)."""
     device = next(model.parameters()).device
-    labels = torch.as_tensor(class_ids).reshape(-1).long()
+    labels = class_ids.reshape(-1).long()
     if labels.numel() == 0 or labels.min() < 0 or labels.max() >= model.num_classes:
         raise ValueError(f"class ids must be in [0, {model.num_classes}), got {labels.tolist()}")
-    labels = labels.to(device)
-    batch, n, splits, mask_id = labels.numel(), model.seq_len, model.splits, model.mask_token
+    labels, tokens = labels.to(device), tokens.to(device)
+    batch, n, splits, mask_id = tokens.shape[0], model.seq_len, model.splits, model.mask_token
+    if tuple(tokens.shape) != (labels.numel(), n, splits):
+        raise ValueError(f"tokens must have shape ({labels.numel()}, {n}, {splits}), got {tuple(tokens.shape)}")
     generators = per_sample_generators(seeds, batch) if noise is None else None
     autocast = (torch.autocast(device.type, dtype=cfg.autocast_dtype) if cfg.autocast_dtype is not None
                 else nullcontext())
     was_training = model.training
     model.eval()
 
-    tokens = torch.full((batch, n, splits), mask_id, dtype=torch.long, device=device)
-    masked = torch.ones_like(tokens, dtype=torch.bool)
+    masked = tokens == mask_id
+    maskable = masked.sum(dim=(1, 2)).tolist()  # the schedule's 100% of each sample
+    sampled = tokens
     for step in range(cfg.num_steps):
         progress = (step + 1) / cfg.num_steps
         scale = guidance_scale_at(step, cfg.num_steps, cfg.guidance_scale, cfg.guidance_annealing, cfg.scale_pow)
@@ -191,8 +218,9 @@ def sample(model, tokenizer, class_ids: Union[torch.Tensor, Sequence[int]], seed
 
         # keep-masked count clamped to [1, n_masked - 1]. With a single masked element left (very long
         # schedules only) the official code indexes position -1 and re-masks the whole grid; we commit it.
-        target = max(num_to_keep_masked(step, cfg.num_steps, n * splits, cfg.mask_schedule), 1)
-        keep = (masked.sum(dim=(1, 2)) - 1).clamp(max=target)
+        counts = {m: max(num_to_keep_masked(step, cfg.num_steps, m, cfg.mask_schedule), 1) for m in set(maskable)}
+        target = torch.tensor([counts[m] for m in maskable], device=device)
+        keep = torch.minimum(masked.sum(dim=(1, 2)) - 1, target)
         ranked = confidence.view(batch, -1).sort(dim=-1).values
         threshold = ranked.gather(1, (keep - 1).clamp(min=0).unsqueeze(1)).view(batch, 1, 1)
         remask = (confidence <= threshold) & (keep > 0).view(batch, 1, 1)
@@ -202,13 +230,34 @@ def sample(model, tokenizer, class_ids: Union[torch.Tensor, Sequence[int]], seed
             on_step(step, sampled, tokens)
 
     model.train(was_training)
-    full_tokens = model.combine_tokens(sampled)
-    if tokenizer is None:
-        return full_tokens
-    tokenizer_was_training = tokenizer.training
-    images = tokenizer.eval().decode_tokens(full_tokens)
-    tokenizer.train(tokenizer_was_training)
-    return (images, full_tokens) if return_tokens else images
+    return sampled
+
+
+@torch.no_grad()
+def infill(model, tokens: torch.Tensor, editable: torch.Tensor, class_ids: torch.Tensor, seeds: Seeds = None,
+           settings: Optional[SamplingConfig] = None, *, noise: Optional[NoiseFn] = None,
+           on_step: Optional[StepCallback] = None, splits: Optional[Sequence[int]] = None,
+           **overrides) -> torch.Tensor:
+    """MaskBit's infill step (`modeling.edit`): tokenizer indices (B, N) int64, editable (B, N) bool -> (B, N).
+
+    Every split of an editable token is masked (`splits`: only those split indices, split 0 = the low bits, e.g.
+    `splits=[0]` regenerates the low bits only) and `unmask` runs with `settings` + `overrides`, so the schedule
+    counts come from the masked elements only and the other elements never change. `on_step(step, sampled,
+    tokens)` sees split tokens (B, N, S), as in `sample`; noise and seeds as in `sample`.
+    """
+    cfg = (settings or SamplingConfig()).replace(**overrides)
+    _check_model(model)
+    chosen = torch.zeros(model.splits, dtype=torch.bool)
+    selected = range(model.splits) if splits is None else list(splits)
+    if not selected or any(not 0 <= int(i) < model.splits for i in selected):
+        raise MaskbitError(f"splits={list(selected)}: choose split indices in [0, {model.splits}) (split 0 holds the "
+                           f"low bits), or None for whole tokens")
+    chosen[list(selected)] = True
+    split = model.split_tokens(tokens.long())
+    editable = editable.bool().unsqueeze(-1) & chosen.to(editable.device)
+    start = split.masked_fill(editable.to(split.device), model.mask_token)
+    return model.combine_tokens(unmask(model, start, torch.as_tensor(class_ids), seeds, cfg, noise=noise,
+                                       on_step=on_step))
 
 
 @torch.no_grad()

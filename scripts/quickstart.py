@@ -13,8 +13,9 @@ quickstart writes (the paths in OWN_OUTPUTS) and nothing else in --output before
   4. tokens     scripts/pretokenize.py                         (the train set as bit tokens, once)
   5. generator  accelerate launch scripts/train_maskbit.py     (bit-token generator on those tokens)
   6. gen_eval   class-conditional samples judged by a small classifier trained on the synthetic training set
-Writes reconstructions.png, samples.png, loss_curves.png and metrics.json to --output, prints a summary with
-PASS/FAIL for each quality floor and exits with 1 if a floor fails (floors are informational with --short).
+  7. editing    modeling.edit: the centre of held-out images regenerated as a different class
+Writes reconstructions.png, samples.png, editing.png, loss_curves.png and metrics.json to --output, prints a summary
+with PASS/FAIL for each quality floor and exits with 1 if a floor fails (floors are informational with --short).
 """
 from __future__ import annotations
 
@@ -38,9 +39,10 @@ from data import write_synthetic_shards  # noqa: E402
 from data.synthetic import CLASS_NAMES  # noqa: E402
 from data.loaders import build_eval_dataloader  # noqa: E402
 from evaluation import psnr  # noqa: E402
-from evaluation.synthetic_classifier import predict, train_classifier  # noqa: E402
+from evaluation.synthetic_classifier import SyntheticClassifier, predict, train_classifier  # noqa: E402
 from evaluation.synthetic_generation import evaluate_generation, generate_per_class  # noqa: E402
-from modeling import build_generator, build_tokenizer, load_pretrained, sampling_config, token_space  # noqa: E402
+from modeling import build_generator, build_tokenizer, edit, load_pretrained, sampling_config, token_space  # noqa: E402
+from modeling.editing import reconstruct  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.atomic import atomic_path, atomic_write_bytes, atomic_write_json  # noqa: E402
 from utils.plots import plot_loss_curves  # noqa: E402
@@ -54,14 +56,15 @@ NUM_CLASSES, RESOLUTION = 10, 32
 # (full, --short) settings
 SIZES = {
     "num_train": (5000, 600), "num_val": (500, 100), "tokenizer_steps": (None, 12), "generator_steps": (None, 12),
-    "classifier_epochs": (4, 1), "samples_per_class": (50, 4),
+    "classifier_epochs": (4, 1), "samples_per_class": (50, 4), "edit_images": (200, 20),
 }
 
 
 # Everything the quickstart writes under --output: `--fresh` removes these and nothing else.
 STAGE_MARKERS = ".quickstart"
 OWN_OUTPUTS = ("data", "tokenizer", "tokenizer_eval", "tokens", "generator", "generator_eval.json",
-               "reconstructions.png", "samples.png", "loss_curves.png", "metrics.json", STAGE_MARKERS)
+               "reconstructions.png", "samples.png", "loss_curves.png", "metrics.json", "classifier.pt",
+               "editing.json", "editing.png", STAGE_MARKERS)
 
 
 def remove_own_outputs(out: Path) -> None:
@@ -139,6 +142,8 @@ def evaluate_samples(out: Path, data: dict, short: bool) -> dict:
     train_images, train_labels = load_images(data["train"], config)
     val_images, val_labels = load_images(data["val"], config)
     classifier = train_classifier(train_images, train_labels, NUM_CLASSES, epochs=size("classifier_epochs", short))
+    with atomic_path(out / "classifier.pt") as tmp:  # the editing stage judges edits with it too
+        torch.save(classifier.state_dict(), tmp)
     heldout_pred, heldout_features = predict(classifier, val_images)
 
     tokenizer = load_pretrained(build_tokenizer(config), out / "tokenizer" / WEIGHTS_BIN)
@@ -158,6 +163,64 @@ def evaluate_samples(out: Path, data: dict, short: bool) -> dict:
         torchvision.utils.save_image(grid, tmp, nrow=columns, padding=1, format="png")
     return {"classifier_heldout_accuracy": float((heldout_pred == val_labels).float().mean()),
             "num_samples": len(images), **trained, "untrained_generator": baseline}
+
+
+def evaluate_editing(out: Path, data: dict, short: bool) -> dict:
+    """Stage 7: regenerate the centre box (3/4 of each side) of held-out images as a different class (modeling.edit).
+
+    Class consistency of the edited region: the classifier's accuracy for the new class on the box cropped and
+    resized to the full image (its accuracy on the same crops of the unedited images is the reference); also on the
+    whole edited image, and for the untrained generator's edits (the baseline). PSNR: the pixels outside the box
+    against the tokenizer's reconstruction (at this size all of them lie in the one-token blend band).
+    """
+    config = load_config([f"config={CONFIGS / 'generator_tiny.yaml'}"])
+    val_images, val_labels = load_images(data["val"], config)
+    count = size("edit_images", short)
+    images, labels = val_images[:count], val_labels[:count]
+    new_labels = (labels + 1 + torch.arange(count) % (NUM_CLASSES - 1)) % NUM_CLASSES  # never the original class
+    if (out / "classifier.pt").is_file():
+        classifier = SyntheticClassifier(NUM_CLASSES)
+        classifier.load_state_dict(torch.load(out / "classifier.pt", weights_only=True))
+        classifier.eval()
+    else:  # a gen_eval stage reused from before the classifier was saved: train it again (same seed)
+        train_images, train_labels = load_images(data["train"], config)
+        classifier = train_classifier(train_images, train_labels, NUM_CLASSES, epochs=size("classifier_epochs", short))
+    tokenizer = load_pretrained(build_tokenizer(config), out / "tokenizer" / WEIGHTS_BIN)
+    generator = load_pretrained(build_generator(config), out / "generator" / WEIGHTS_BIN)
+    torch.manual_seed(0)
+    untrained = build_generator(config).eval()
+    top, side = RESOLUTION // 8, RESOLUTION * 3 // 4
+    box = (top, top, side, side)  # top, left, height, width: the centre (6x6 of the 8x8 tokens)
+    outside = torch.ones(RESOLUTION, RESOLUTION, dtype=torch.bool)
+    outside[top:top + side, top:top + side] = False
+
+    def edits(model) -> torch.Tensor:
+        return torch.cat([edit(model, tokenizer, images[i:i + 100], dict(box=box), new_labels[i:i + 100],
+                               sampling_config(config), seeds=range(i, min(i + 100, count))).clamp(0, 1)
+                          for i in range(0, count, 100)])
+
+    def region(x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.interpolate(x[..., top:top + side, top:top + side], size=RESOLUTION,
+                                               mode="bilinear", align_corners=False)
+
+    def accuracy(x: torch.Tensor, target: torch.Tensor) -> float:
+        return float((predict(classifier, x)[0] == target).float().mean())
+
+    edited, baseline = edits(generator), edits(untrained)
+    recon = reconstruct(tokenizer, images)[1].clamp(0, 1)
+    columns = min(count, 10)
+    grid = torch.cat([images[:columns], recon[:columns], edited[:columns]])
+    with atomic_path(out / "editing.png") as tmp:
+        torchvision.utils.save_image(grid, tmp, nrow=columns, padding=1, format="png")
+    return {
+        "num_images": count, "box": list(box),
+        "class_consistency": accuracy(region(edited), new_labels),
+        "untrained_generator_class_consistency": accuracy(region(baseline), new_labels),
+        "classifier_accuracy_on_unedited_regions": accuracy(region(images), labels),
+        "whole_image_class_consistency": accuracy(edited, new_labels),
+        "whole_image_original_class_rate": accuracy(edited, labels),
+        "unmasked_psnr_vs_reconstruction": float(psnr(edited[..., outside, None], recon[..., outside, None]).mean()),
+    }
 
 
 def mean_colour_psnr(data: dict, config) -> float:
@@ -233,12 +296,15 @@ def main() -> None:
         + stage_overrides(out, "generator", size("generator_steps", short), data)))
     gen_metrics = out / "generator_eval.json"
     stage("gen_eval", gen_metrics, lambda: atomic_write_json(gen_metrics, evaluate_samples(out, data, short)))
+    edit_metrics = out / "editing.json"
+    stage("editing", edit_metrics, lambda: atomic_write_json(edit_metrics, evaluate_editing(out, data, short)))
 
     config = load_config([f"config={tok_config}"])
     tokens_per_image = token_space(config).seq_len
     metrics = {
         "tokenizer": json.loads((out / "tokenizer_eval" / "metrics.json").read_text()),
         "generator": json.loads(gen_metrics.read_text()),
+        "editing": json.loads(edit_metrics.read_text()),
         "mean_colour_psnr": mean_colour_psnr(data, config),
         "num_val_tokens": size("num_val", short) * tokens_per_image,
         "stage_seconds": timings, "short": short,
@@ -264,10 +330,16 @@ def main() -> None:
           f"(class-shuffled {gen['per_class_frechet_distance_class_shuffled']:.2f})")
     print("            per-class consistency " + " ".join(
         f"{name} {value:.2f}" for name, value in zip(CLASS_NAMES, gen["per_class_consistency"])))
+    edits = metrics["editing"]
+    print(f"editing     centre {edits['box'][2]}x{edits['box'][3]} px as a new class: class consistency of the region "
+          f"{edits['class_consistency']:.3f} (untrained {edits['untrained_generator_class_consistency']:.3f}; "
+          f"classifier on unedited regions {edits['classifier_accuracy_on_unedited_regions']:.3f}), of the whole "
+          f"image {edits['whole_image_class_consistency']:.3f}; PSNR outside the box vs the reconstruction "
+          f"{edits['unmasked_psnr_vs_reconstruction']:.2f} dB")
     note = " (informational: --short run)" if short else ""
     for name, ok, detail in floors:
         print(f"  {'PASS' if ok else 'FAIL'}  {name}: {detail}{note}")
-    for name in ("reconstructions.png", "samples.png", "loss_curves.png", "metrics.json"):
+    for name in ("reconstructions.png", "samples.png", "editing.png", "loss_curves.png", "metrics.json"):
         print(f"wrote {out / name}")
     if not short and not all(ok for _, ok, _ in floors):
         sys.exit(1)

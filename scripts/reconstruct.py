@@ -19,6 +19,7 @@ import torch
 from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
+from data.image_folder import list_image_files
 from data.transforms import EvalTransform, decode_image, to_float
 from evaluation import psnr, ssim
 from modeling import build_tokenizer, load_pretrained
@@ -26,7 +27,6 @@ from utils.atomic import atomic_write_json
 from utils.config import ConfigError, parse_args_or_exit
 from utils.errors import MaskbitError, run_main
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 MAX_GRID = 32  # image pairs shown in grid.png
 
 
@@ -46,23 +46,12 @@ def split_paths(argv: list[str]) -> tuple[Path, Path, list[str]]:
     return paths["input"], paths["output"], rest
 
 
-def list_images(path: Path) -> list[Path]:
-    if path.is_file():
-        return [path]
-    if not path.is_dir():
-        raise MaskbitError(f"input '{path}' does not exist; pass an image file or a folder of images")
-    images = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not images:
-        raise MaskbitError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found under '{path}'")
-    return images
-
-
 def main(argv=None) -> dict:
     source, out_dir, rest = split_paths(list(sys.argv[1:] if argv is None else argv))
     config = parse_args_or_exit(rest, prog="reconstruct.py")
     if not config.experiment.vqgan_checkpoint:
         raise ConfigError("set experiment.vqgan_checkpoint=PATH (the tokenizer weights)")
-    files = list_images(source)
+    files = list_image_files(source)
     root = source if source.is_dir() else source.parent
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer = load_pretrained(build_tokenizer(config), config.experiment.vqgan_checkpoint).to(device).eval()

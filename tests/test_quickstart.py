@@ -26,7 +26,7 @@ def test_quickstart_short_writes_every_artefact_and_reuses_stages(tmp_path):
     cmd = [sys.executable, str(REPO / "scripts" / "quickstart.py"), "--output", str(out), "--short"]
     first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    for name in ["reconstructions.png", "samples.png", "loss_curves.png", "metrics.json",
+    for name in ["reconstructions.png", "samples.png", "editing.png", "loss_curves.png", "metrics.json",
                  "tokenizer/pytorch_model.bin", "generator/pytorch_model.bin", "tokenizer_eval/metrics.json",
                  "tokens/tokens_meta.json"]:
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
@@ -35,10 +35,13 @@ def test_quickstart_short_writes_every_artefact_and_reuses_stages(tmp_path):
         assert key in metrics["tokenizer"]
     for key in ["class_consistency", "per_class_consistency", "frechet_distance", "per_class_frechet_distance"]:
         assert key in metrics["generator"]
+    for key in ["class_consistency", "untrained_generator_class_consistency", "unmasked_psnr_vs_reconstruction"]:
+        assert key in metrics["editing"]
+    assert metrics["editing"]["num_images"] == 20 and 0 <= metrics["editing"]["class_consistency"] <= 1
     assert all(math.isfinite(v) for v in finite_numbers(metrics))
     assert len(metrics["floors"]) == 6
     assert sum(line.lstrip().startswith(("PASS", "FAIL")) for line in first.stdout.splitlines()) == 6
 
     second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert second.stdout.count("reusing") == 6
+    assert second.stdout.count("reusing") == 7

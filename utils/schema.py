@@ -342,6 +342,26 @@ class SampleConfig:  # scripts/sample.py (sampling settings live in the generato
     device: str = ""  # '' = cuda if available, else cpu
 
 
+# ------------------------------------------------------------------------------------------------ editing
+@dataclass
+class EditConfig:  # scripts/edit.py (sampling settings: the generator's own section, as for sampling)
+    image: str = ""  # an image file, or a folder of images (each edited with the same mask spec)
+    mask: str = ""  # mask PNG, white = regenerate: the input image's size, or the model's R x R view of it
+    box: List[int] = field(default_factory=list)  # [top, left, height, width]: regenerate this box (R x R pixels)
+    keep: List[int] = field(default_factory=list)  # [top, left, height, width]: class editing, keep only this box
+    outpaint: List[int] = field(default_factory=list)  # [top, bottom, left, right] pixels added around the image
+    class_id: Optional[int] = None  # the class the masked region is generated as
+    num_samples: int = 4  # edits per image; edit k of image i uses seed + i * num_samples + k
+    seed: int = 0
+    grow: int = 0  # dilate the token mask by this many tokens
+    splits: List[int] = field(default_factory=list)  # bit-token splits to regenerate ([] = whole tokens; [0] = low
+    # bits only)
+    blend: bool = True  # blend the decoded edit into the reconstruction around the mask (modeling.editing)
+    batch_size: int = 16  # edits per generator batch
+    output: str = "edits"  # folder: grid.png and <image name>/{input,mask_overlay,reconstruction,edit_k}.png
+    device: str = ""  # '' = the accelerate process's device (cuda if available)
+
+
 # ------------------------------------------------------------------------------------------------- root
 @dataclass
 class Config:
@@ -356,3 +376,4 @@ class Config:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
+    edit: EditConfig = field(default_factory=EditConfig)
