@@ -89,13 +89,20 @@ def expected_undecided_counts(kind: str, scheduler: str, editable: int, num_step
 
 
 @pytest.mark.parametrize("kind,variant", [("lfq_bert", 1), ("lfq_bert", 2), ("lfq_bert", 3), ("bert", 2),
-                                          ("v1", "confidence"), ("v2", "confidence"), ("v2", "halton")])
+                                          ("v1", "confidence"), ("v2", "confidence"), ("v2", "halton"),
+                                          ("lfq_bert", "halton")])
 def test_tokens_outside_the_mask_never_change_and_schedule_runs_over_the_mask(kind, variant):
-    """variant: MaskBit's number of splits, or the MaskGIT-pytorch scheduler."""
-    maskgit = kind in MGP_PRESETS
-    generator, tokenizer = models(kind, None if maskgit else variant)
-    splits = 1 if maskgit else variant
-    as_split = (lambda t: t.unsqueeze(-1)) if maskgit else generator.split_tokens  # (B, N) -> (B, N, S)
+    """variant: MaskBit's number of splits, or the MaskGIT-pytorch scheduler (for MaskBit's generator: its
+    `model.mlm_model.sampler` switch, whole tokens through BitTokenGrid)."""
+    maskgit = isinstance(variant, str)
+    generator, tokenizer = models(kind, 2 if kind == "lfq_bert" and maskgit else variant)
+    if maskgit:
+        splits, as_split = 1, (lambda t: t.unsqueeze(-1))  # (B, N) -> (B, N, 1)
+        mask_id = generator.mask_token if kind in MGP_PRESETS else 2 ** generator.bits
+        settings = dict(step=STEPS, **(dict(scheduler=variant) if kind in MGP_PRESETS else dict(sampler=variant)))
+    else:
+        splits, as_split, mask_id = variant, generator.split_tokens, generator.mask_token
+        settings = dict(num_steps=STEPS)
     x, mask = images(), two_masks()
     original = as_split(tokenize(tokenizer, x))  # (2, 64, S)
     editable = token_mask(mask, 2).flatten(1)  # (2, 64)
@@ -103,11 +110,10 @@ def test_tokens_outside_the_mask_never_change_and_schedule_runs_over_the_mask(ki
     seen = []
 
     def on_step(step, sampled, kept):
-        sampled, kept = (sampled.unsqueeze(-1), kept.unsqueeze(-1)) if maskgit else (sampled, kept)
+        sampled, kept = (as_split(sampled), as_split(kept)) if maskgit else (sampled, kept)
         assert torch.equal(sampled[outside], original[outside]) and torch.equal(kept[outside], original[outside])
-        seen.append((kept == generator.mask_token).sum(dim=(1, 2)).tolist())
+        seen.append((kept == mask_id).sum(dim=(1, 2)).tolist())
 
-    settings = dict(scheduler=variant, step=STEPS) if maskgit else dict(num_steps=STEPS)
     out, tokens = edit(generator, tokenizer, x, mask, [3, 7], seeds=[0, 1], on_step=on_step, return_tokens=True,
                        **settings)
     assert out.shape == (2, 3, 16, 16) and tokens.shape == (2, 64)
@@ -120,6 +126,7 @@ def test_tokens_outside_the_mask_never_change_and_schedule_runs_over_the_mask(ki
         assert seen == rows[:done + 1] and (kind == "v1" or done == STEPS - 1), seen
     else:
         assert seen == [list(c) for c in zip(*(expected_masked_counts(m, STEPS) for m in maskable))]
+    assert not generator.training  # the sampler leaves the generator's mode as it found it
 
 
 def test_pixel_mask_to_tokens_odd_boxes_and_grow():

@@ -387,8 +387,8 @@ def infill(model, tokens: torch.Tensor, editable: torch.Tensor, class_ids: torch
     both (B, N). The v1 "noise" models (mask_value < 0) are not supported: editing starts from the mask id.
     """
     if splits is not None:
-        raise SamplerSettingError(f"splits={list(splits)}: the MaskGIT-pytorch transformers model whole VQ codes, "
-                                  f"which have no bit splits; pass splits=None (edit.splits=[])")
+        raise SamplerSettingError(f"splits={list(splits)}: the MaskGIT-pytorch samplers decide whole tokens, with "
+                                  f"no bit splits; pass splits=None (edit.splits=[])")
     given = {**(settings or {}), **overrides}
     version = int(given.pop("version", None) or int(str(model.version).lstrip("v")))
     scheduler = given.pop("scheduler", None) or DEFAULT_SCHEDULER[version]

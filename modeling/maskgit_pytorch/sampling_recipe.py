@@ -61,7 +61,7 @@ def maskbit_with_maskgit_sampler(config, generator, tokenizer) -> Callable:
     """MaskBit's generator sampled by the sampler named in `model.mlm_model.sampler` (through `BitTokenGrid`)."""
     settings = maskbit_switch_settings(config)
     settings.pop("sampler")
-    grid_model = BitTokenGrid(generator)
+    grid_model = BitTokenGrid(generator).train(generator.training)  # sampling leaves the generator as it was
     return images_fn(grid_model, tokenizer, settings, grid_model.codebook_size)
 
 
