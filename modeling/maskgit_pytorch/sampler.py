@@ -4,6 +4,7 @@
     out = sample(model, labels, version=2, scheduler="confidence", step=32, w=3.0)    # v2 `ConfidenceSampler`
     out = sample(model, labels, version=2, scheduler="halton", w=1.5, randomize=True) # v2 `HaltonSampler`
     tokens = out["code"].clamp(0, codebook_size - 1)                                  # what gets decoded
+    edited = infill(model, tokens, editable, labels, seeds=[0, 1], scheduler="halton")  # editing (modeling.edit)
 
 The model contract: `model(tokens [B, G, G] int64, labels [B] int64, drop_label [B] bool) -> logits [B, G*G, K+1]`
 with codes 0..K-1 and the mask id K (= codebook size) a predictable class. Every setting left None takes the
@@ -23,6 +24,8 @@ official default of the chosen sampler (`official_defaults`, facts §6-7). The t
 `init_code` [B, G, G] follows each sampler's official semantics (facts §8): v1 inpaints the positions equal to K
 and never changes the others; v2 confidence treats known tokens as decided (+inf) and re-samples them; Halton
 overwrites every cell in order. The caller's tensor is never modified (the official samplers write into it).
+Image editing (`modeling.edit`) uses `infill` instead: the same step code, with each schedule run over every
+sample's editable tokens and the other positions never ranked, written or re-masked.
 
 Randomness (conventions §2): `noise(kind, index, shape)` supplies every draw, asked in the official order, per
 step `index = step`: "categorical" standard Gumbel [B, G*G, K+1] (draw = argmax(log probs + noise)) or, for
@@ -390,7 +393,10 @@ def infill(model, tokens: torch.Tensor, editable: torch.Tensor, class_ids: torch
         raise SamplerSettingError(f"splits={list(splits)}: the MaskGIT-pytorch samplers decide whole tokens, with "
                                   f"no bit splits; pass splits=None (edit.splits=[])")
     given = {**(settings or {}), **overrides}
-    version = int(given.pop("version", None) or int(str(model.version).lstrip("v")))
+    version = given.pop("version", None) or getattr(model, "version", None)  # the transformers' "v1" / "v2"
+    if version is None:
+        raise SamplerSettingError(f"{type(model).__name__} has no version: pass version=1 or 2")
+    version = int(str(version).lstrip("v"))
     scheduler = given.pop("scheduler", None) or DEFAULT_SCHEDULER[version]
     s = resolve_settings(version, scheduler, **given)
     if scheduler == "confidence" and not isinstance(s["sched_mode"], str):
