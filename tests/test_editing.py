@@ -33,7 +33,7 @@ def models(kind="lfq_bert", splits=2):
     """(generator, tokenizer), reduced widths, random weights, eval mode (built once per module). kind "v1" / "v2":
     a MaskGIT-pytorch transformer whose mask-id logit is pushed down, so that no step draws the mask id and the
     mask ids left in a step's code count exactly the undecided tokens."""
-    key = (kind, splits)
+    key = kind if kind in MGP_PRESETS else (kind, splits)
     if key not in _CACHE:
         torch.manual_seed(0)
         if kind in MGP_PRESETS:
@@ -75,7 +75,7 @@ def expected_masked_counts(maskable: int, num_steps: int):
 def expected_undecided_counts(kind: str, scheduler: str, editable: int, num_steps: int):
     """MaskGIT-pytorch samplers: undecided tokens after each step when the schedule runs over `editable` tokens
     (v1: revealed counts, clamped to what is left; v2: cumulative targets max(t_i, i+1); Halton: cumulative
-    counts of its order). v1 stops when the batch has nothing left, so its list may be shorter (padded by 0)."""
+    counts of its order). v1 stops when the batch has nothing left: the test cuts the list there."""
     if scheduler == "halton":
         return [editable - min(editable, r) for r in halton_counts(num_steps, 8, cells=editable)]
     if kind == "v2":
@@ -95,7 +95,7 @@ def test_tokens_outside_the_mask_never_change_and_schedule_runs_over_the_mask(ki
     """variant: MaskBit's number of splits, or the MaskGIT-pytorch scheduler (for MaskBit's generator: its
     `model.mlm_model.sampler` switch, whole tokens through BitTokenGrid)."""
     maskgit = isinstance(variant, str)
-    generator, tokenizer = models(kind, 2 if kind == "lfq_bert" and maskgit else variant)
+    generator, tokenizer = models(kind, 2 if maskgit else variant)
     if maskgit:
         splits, as_split = 1, (lambda t: t.unsqueeze(-1))  # (B, N) -> (B, N, 1)
         mask_id = generator.mask_token if kind in MGP_PRESETS else 2 ** generator.bits
