@@ -244,7 +244,26 @@ def infill(model, tokens: torch.Tensor, editable: torch.Tensor, class_ids: torch
     `splits=[0]` regenerates the low bits only) and `unmask` runs with `settings` + `overrides`, so the schedule
     counts come from the masked elements only and the other elements never change. `on_step(step, sampled,
     tokens)` sees split tokens (B, N, S), as in `sample`; noise and seeds as in `sample`.
+
+    `sampler` (a key of the settings `generation_settings` gives when `model.mlm_model.sampler` is not maskbit):
+    confidence_v1 / confidence_v2 / halton edit with that MaskGIT-pytorch sampler through `BitTokenGrid`, with
+    its settings as `overrides` (`modeling.maskgit_pytorch.sampler.infill`: whole tokens, (B, N) in `on_step`).
     """
+    sampler = overrides.pop("sampler", "maskbit")
+    if sampler != "maskbit":
+        from modeling.maskgit_pytorch import BitTokenGrid
+        from modeling.maskgit_pytorch.sampler import infill as grid_infill
+        from modeling.maskgit_pytorch.sampling_recipe import MASKBIT_SWITCH
+
+        if sampler not in MASKBIT_SWITCH or settings is not None:
+            raise MaskbitError(f"sampler={sampler!r} with settings={settings!r}: choose sampler maskbit (with a "
+                               f"SamplingConfig) or one of {sorted(MASKBIT_SWITCH)} with that sampler's settings as "
+                               f"keywords")
+        version, scheduler = MASKBIT_SWITCH[sampler]
+        overrides = {"version": version, "scheduler": scheduler, **overrides}
+        grid_model = BitTokenGrid(model).train(model.training)  # infill leaves the generator's mode as it was
+        return grid_infill(grid_model, tokens, editable, class_ids, seeds, noise=noise, on_step=on_step,
+                           splits=splits, **overrides)
     cfg = (settings or SamplingConfig()).replace(**overrides)
     _check_model(model)
     chosen = torch.zeros(model.splits, dtype=torch.bool)

@@ -9,7 +9,7 @@ from PIL import Image
 
 from modeling import build_generator, build_tokenizer
 from utils.config import load_config
-from utils.errors import run_main
+from utils.errors import MaskbitError, run_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["model.vq_model.token_size=6", "model.vq_model.hidden_channels=32", "model.vq_model.channel_mult=[1,2]",
@@ -112,3 +112,35 @@ def test_two_processes_write_the_same_pngs_as_one(setup, tmp_path):
     assert len(written) == 1 + 3 * 5 and (one / "sub__c" / "edit_1.png").is_file()
     for path in written:
         assert (one / path).read_bytes() == (tmp_path / "two" / path).read_bytes(), path
+
+
+V2_TINY = [f"config={ROOT}/configs/maskgit_pytorch/maskgit_pytorch_v2_tiny_256.yaml", "model.maskgit.hidden_dim=32",
+           "model.maskgit.depth=1", "model.maskgit.heads=2", "model.maskgit.mlp_dim=64", "model.maskgit.nclass=10",
+           "model.vq_model.codebook_size=64", "model.vq_model.hidden_channels=32", "model.vq_model.channel_mult=[1,2]",
+           "model.vq_model.num_res_blocks=1", "dataset.preprocessing.resolution=16", "model.maskgit_sampler.step=4",
+           "edit.device=cpu"]
+
+
+def test_edit_script_with_a_halton_maskgit_v2(setup, tmp_path):
+    """The CLI end to end with a reduced Halton-MaskGIT v2 transformer + LlamaGen VQ: the box is regenerated with
+    the Halton sampler of `model.maskgit_sampler`, everything farther than one token from it is the
+    reconstruction."""
+    root, _ = setup
+    cfg = load_config(V2_TINY)
+    torch.manual_seed(0)
+    torch.save(build_tokenizer(cfg).state_dict(), tmp_path / "vq.bin")
+    torch.save(build_generator(cfg).state_dict(), tmp_path / "v2.bin")
+    args = V2_TINY + [f"experiment.vqgan_checkpoint={tmp_path / 'vq.bin'}",
+                      f"experiment.generator_checkpoint={tmp_path / 'v2.bin'}", f"edit.image={root / 'in.png'}",
+                      "edit.box=[4,4,6,6]", "edit.class_id=7", "edit.num_samples=2", f"edit.output={tmp_path / 'out'}"]
+    out = _script().main(args)
+    assert Image.open(out / "grid.png").size == (2 + 5 * 18, 2 + 18)
+    panels = {name: np.asarray(Image.open(out / "in" / f"{name}.png")).astype(int)
+              for name in ["reconstruction", "edit_0", "edit_1"]}
+    far = np.ones((16, 16), dtype=bool)
+    far[4 - 2:10 + 2, 4 - 2:10 + 2] = False  # the regenerated tokens cover pixels 4-9; blending reaches 2 px out
+    for k in range(2):
+        assert (panels[f"edit_{k}"][far] == panels["reconstruction"][far]).all()
+    assert (panels["edit_0"] != panels["edit_1"]).any()  # a seed per edit
+    with pytest.raises(MaskbitError, match="no bit splits"):
+        _script().main(args + ["edit.splits=[0]"])

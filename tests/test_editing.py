@@ -1,12 +1,15 @@
-"""modeling.edit with MaskBit's sampler: the invariant at every step (bit tokens with 1-3 splits, VQ tokens), the
-schedule over the masked region only, pixel-to-token mapping, outpainting, per-sample seeds, the noise hook,
-low-bits-only edits, blending and the errors."""
+"""modeling.edit with MaskBit's sampler and the MaskGIT-pytorch v1 / Halton-MaskGIT v2 samplers: the invariant at
+every step (bit tokens with 1-3 splits, VQ tokens; v1 confidence, v2 confidence, Halton), the schedule over the masked
+region only, pixel-to-token mapping, outpainting, per-sample seeds, the noise hook, low-bits-only edits, blending and
+the errors."""
 import pytest
 import torch
 from torch import nn
 
 from modeling import build_generator, build_tokenizer, create_model, edit
 from modeling.editing import EditError, blend_weights, canvas_and_mask, decode, reconstruct, token_mask
+from modeling.maskgit_pytorch.schedules import confidence_schedule, halton_counts
+from modeling.registry import preset_config
 from modeling.sampling import num_to_keep_masked
 from modeling.tokenizer import tokenize
 from utils.config import load_config
@@ -17,17 +20,32 @@ TINY = ["model.vq_model.token_size=6", "model.vq_model.hidden_channels=32", "mod
         "model.mlm_model.depth=1", "model.mlm_model.heads=4", "model.mlm_model.mlp_dim=64",
         "model.mlm_model.num_classes=10", "dataset.preprocessing.resolution=16"]  # 16 px, 8x8 tokens of 2x2 px
 VQ = ["model.vq_model.quantizer_type=lookup", "model.vq_model.codebook_size=64", "model.mlm_model.model_cls=bert"]
+# MaskGIT-pytorch transformers (v1 with a reduced Taming VQGAN, v2 with a reduced LlamaGen VQ), 64 codes, 8x8 tokens
+MGP_PRESETS = {"v1": "maskgit_pytorch_v1_base_256", "v2": "maskgit_pytorch_v2_tiny_256"}
+MGP_TINY = {"hidden_dim": 32, "depth": 1, "heads": 2, "mlp_dim": 64, "nclass": 10, "model.vq_model.codebook_size": 64,
+            "model.vq_model.hidden_channels": 32, "model.vq_model.channel_mult": [1, 2],
+            "model.vq_model.num_res_blocks": 1, "dataset.preprocessing.resolution": 16}
 STEPS = 6
 _CACHE = {}
 
 
 def models(kind="lfq_bert", splits=2):
-    """(generator, tokenizer), reduced widths, random weights, eval mode (built once per module)."""
-    key = (kind, splits)
+    """(generator, tokenizer), reduced widths, random weights, eval mode (built once per module). kind "v1" / "v2":
+    a MaskGIT-pytorch transformer whose mask-id logit is pushed down, so that no step draws the mask id and the
+    mask ids left in a step's code count exactly the undecided tokens."""
+    key = kind if kind in MGP_PRESETS else (kind, splits)
     if key not in _CACHE:
-        cfg = load_config(TINY + (VQ if kind == "bert" else []) + [f"model.mlm_model.codebook_splits={splits}"])
         torch.manual_seed(0)
-        _CACHE[key] = build_generator(cfg).eval(), build_tokenizer(cfg).eval()
+        if kind in MGP_PRESETS:
+            cfg = preset_config(MGP_PRESETS[kind], MGP_TINY)
+            generator = build_generator(cfg).eval()
+            with torch.no_grad():
+                (generator.bias[:, generator.mask_token] if kind == "v1" else
+                 generator.head.bias[generator.mask_token:]).fill_(-1e4)
+        else:
+            cfg = load_config(TINY + (VQ if kind == "bert" else []) + [f"model.mlm_model.codebook_splits={splits}"])
+            generator = build_generator(cfg).eval()
+        _CACHE[key] = generator, build_tokenizer(cfg).eval()
     return _CACHE[key]
 
 
@@ -54,26 +72,61 @@ def expected_masked_counts(maskable: int, num_steps: int):
     return counts
 
 
-@pytest.mark.parametrize("kind,splits", [("lfq_bert", 1), ("lfq_bert", 2), ("lfq_bert", 3), ("bert", 2)])
-def test_tokens_outside_the_mask_never_change_and_schedule_runs_over_the_mask(kind, splits):
-    generator, tokenizer = models(kind, splits)
+def expected_undecided_counts(kind: str, scheduler: str, editable: int, num_steps: int):
+    """MaskGIT-pytorch samplers: undecided tokens after each step when the schedule runs over `editable` tokens
+    (v1: revealed counts, clamped to what is left; v2: cumulative targets max(t_i, i+1); Halton: cumulative
+    counts of its order). v1 stops when the batch has nothing left: the test cuts the list there."""
+    if scheduler == "halton":
+        return [editable - min(editable, r) for r in halton_counts(num_steps, 8, cells=editable)]
+    if kind == "v2":
+        targets = confidence_schedule(num_steps, 8, "arccos", version=2, cells=editable)
+        return [editable - min(editable, max(t, i + 1)) for i, t in enumerate(targets)]
+    counts, left = [], editable
+    for c in confidence_schedule(num_steps, 8, "arccos", version=1, cells=editable):
+        left -= min(max(c, 0), left)
+        counts.append(left)
+    return counts
+
+
+@pytest.mark.parametrize("kind,variant", [("lfq_bert", 1), ("lfq_bert", 2), ("lfq_bert", 3), ("bert", 2),
+                                          ("v1", "confidence"), ("v2", "confidence"), ("v2", "halton"),
+                                          ("lfq_bert", "halton")])
+def test_tokens_outside_the_mask_never_change_and_schedule_runs_over_the_mask(kind, variant):
+    """variant: MaskBit's number of splits, or the MaskGIT-pytorch scheduler (for MaskBit's generator: its
+    `model.mlm_model.sampler` switch, whole tokens through BitTokenGrid)."""
+    maskgit = isinstance(variant, str)
+    generator, tokenizer = models(kind, 2 if maskgit else variant)
+    if maskgit:
+        splits, as_split = 1, (lambda t: t.unsqueeze(-1))  # (B, N) -> (B, N, 1)
+        mask_id = generator.mask_token if kind in MGP_PRESETS else 2 ** generator.bits
+        settings = dict(step=STEPS, **(dict(scheduler=variant) if kind in MGP_PRESETS else dict(sampler=variant)))
+    else:
+        splits, as_split, mask_id = variant, generator.split_tokens, generator.mask_token
+        settings = dict(num_steps=STEPS)
     x, mask = images(), two_masks()
-    original = generator.split_tokens(tokenize(tokenizer, x))  # (2, 64, S)
+    original = as_split(tokenize(tokenizer, x))  # (2, 64, S)
     editable = token_mask(mask, 2).flatten(1)  # (2, 64)
     outside = ~editable.unsqueeze(-1).expand_as(original)
     seen = []
 
     def on_step(step, sampled, kept):
+        sampled, kept = (as_split(sampled), as_split(kept)) if maskgit else (sampled, kept)
         assert torch.equal(sampled[outside], original[outside]) and torch.equal(kept[outside], original[outside])
-        seen.append((kept == generator.mask_token).sum(dim=(1, 2)).tolist())
+        seen.append((kept == mask_id).sum(dim=(1, 2)).tolist())
 
-    out, tokens = edit(generator, tokenizer, x, mask, [3, 7], seeds=[0, 1], num_steps=STEPS, on_step=on_step,
-                       return_tokens=True)
+    out, tokens = edit(generator, tokenizer, x, mask, [3, 7], seeds=[0, 1], on_step=on_step, return_tokens=True,
+                       **settings)
     assert out.shape == (2, 3, 16, 16) and tokens.shape == (2, 64)
-    assert torch.equal(generator.split_tokens(tokens)[outside], original[outside])
+    assert torch.equal(as_split(tokens)[outside], original[outside])
     maskable = (editable.sum(1) * splits).tolist()
     assert maskable == [3 * 2 * splits, (3 * 2 + 4) * splits]  # 3x2 tokens; 2x3 + 4 more along the bottom row
-    assert seen == [list(c) for c in zip(*(expected_masked_counts(m, STEPS) for m in maskable))]
+    if maskgit:
+        rows = [list(c) for c in zip(*(expected_undecided_counts(kind, variant, m, STEPS) for m in maskable))]
+        done = next(i for i, row in enumerate(rows) if not any(row))  # v1 stops once the batch has all revealed
+        assert seen == rows[:done + 1] and (kind == "v1" or done == STEPS - 1), seen
+    else:
+        assert seen == [list(c) for c in zip(*(expected_masked_counts(m, STEPS) for m in maskable))]
+    assert not generator.training  # the sampler leaves the generator's mode as it found it
 
 
 def test_pixel_mask_to_tokens_odd_boxes_and_grow():
@@ -129,6 +182,34 @@ def test_per_sample_seeds_and_noise_hook():
     a = edit(generator, tokenizer, x, mask, [3, 7], seeds=[0, 1], noise=noise, num_steps=4, return_tokens=True)[1]
     b = edit(generator, tokenizer, x, mask, [3, 7], seeds=[8, 9], noise=noise, num_steps=4, return_tokens=True)[1]
     assert torch.equal(a, b)  # the hook supplies every draw: seeds are unused
+
+
+def test_maskgit_pytorch_seeds_noise_hook_and_errors():
+    generator, tokenizer = models("v2")  # Halton, its order rolled per sample
+    x, mask = images(), two_masks()
+    opts = dict(step=4, randomize=True, return_tokens=True)
+    pair = edit(generator, tokenizer, x, mask, [3, 7], seeds=[5, 6], **opts)[1]
+    alone = edit(generator, tokenizer, x[1:], mask[1:], 7, seeds=[6], **opts)[1]
+    other = edit(generator, tokenizer, x[1:], mask[1:], 7, seeds=[9], **opts)[1]
+    assert torch.equal(pair[1:], alone) and not torch.equal(alone, other)
+
+    asked = []
+
+    def noise(kind, index, shape):
+        asked.append((kind, index, shape))
+        g = torch.Generator().manual_seed(hash((kind, index)) % 2 ** 31)
+        if kind == "roll":
+            return torch.randint(0, 64, shape, generator=g)
+        return -torch.log(-torch.log(torch.rand(shape, generator=g).clamp(1e-9, 1 - 1e-7)))
+
+    a = edit(generator, tokenizer, x, mask, [3, 7], seeds=[0, 1], noise=noise, **opts)[1]
+    b = edit(generator, tokenizer, x, mask, [3, 7], seeds=[8, 9], noise=noise, **opts)[1]
+    assert torch.equal(a, b)  # the hook supplies every draw, full-grid shapes as `sample` asks them
+    assert asked[:5] == [("roll", 0, (2,))] + [("categorical", i, (2, 64, 65)) for i in range(4)]
+    with pytest.raises(MaskbitError, match="no bit splits"):
+        edit(generator, tokenizer, x, mask, 3, splits=[0], step=2)
+    with pytest.raises(MaskbitError, match="has no setting"):
+        edit(generator, tokenizer, x, mask, 3, num_steps=2)
 
 
 def test_low_bits_only():

@@ -4,14 +4,16 @@
     out = sample(model, labels, version=2, scheduler="confidence", step=32, w=3.0)    # v2 `ConfidenceSampler`
     out = sample(model, labels, version=2, scheduler="halton", w=1.5, randomize=True) # v2 `HaltonSampler`
     tokens = out["code"].clamp(0, codebook_size - 1)                                  # what gets decoded
+    edited = infill(model, tokens, editable, labels, seeds=[0, 1], scheduler="halton")  # editing (modeling.edit)
 
 The model contract: `model(tokens [B, G, G] int64, labels [B] int64, drop_label [B] bool) -> logits [B, G*G, K+1]`
 with codes 0..K-1 and the mask id K (= codebook size) a predictable class. Every setting left None takes the
 official default of the chosen sampler (`official_defaults`, facts §6-7). The three procedures (facts §6, §7.1,
 §7.2-7.3):
 
-- v1 confidence: step i reveals `confidence_schedule(..., version=1)[i]` tokens (clamped to the batch's remaining
-  count, stopping early at 0); guidance w*i/(S-1); probs = softmax(logits * sm_temp); a draw at every position;
+- v1 confidence: step i reveals `confidence_schedule(..., version=1)[i]` tokens (clamped to each sample's remaining
+  count, which reveals what the official clamp to the batch's count does; stopping when the batch has none left);
+  guidance w*i/(S-1); probs = softmax(logits * sm_temp); a draw at every position;
   confidence = log prob of the draw + r_temp * Gumbel * (1 - i/(S-1)) (float64), -inf where decided; the still
   masked positions at or above the per-sample t-th confidence take their draw and the top-t indices are unmasked.
 - v2 confidence: cumulative targets t_i = max(target_i, i+1); decided positions get confidence +inf, so every
@@ -23,6 +25,8 @@ official default of the chosen sampler (`official_defaults`, facts §6-7). The t
 `init_code` [B, G, G] follows each sampler's official semantics (facts §8): v1 inpaints the positions equal to K
 and never changes the others; v2 confidence treats known tokens as decided (+inf) and re-samples them; Halton
 overwrites every cell in order. The caller's tensor is never modified (the official samplers write into it).
+Image editing (`modeling.edit`) uses `infill` instead: the same step code, with each schedule run over every
+sample's editable tokens and the other positions never ranked, written or re-masked.
 
 Randomness (conventions §2): `noise(kind, index, shape)` supplies every draw, asked in the official order, per
 step `index = step`: "categorical" standard Gumbel [B, G*G, K+1] (draw = argmax(log probs + noise)) or, for
@@ -35,7 +39,7 @@ from its own generator seeded with seeds[b], so it depends only on (seed, label)
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -47,6 +51,7 @@ from utils.errors import MaskbitError
 
 NoiseFn = Callable[[str, int, Tuple[int, ...]], torch.Tensor]
 SCHEDULERS = ("confidence", "halton")
+DEFAULT_SCHEDULER = {1: "confidence", 2: "halton"}  # of each version (its config default)
 
 _CONFIDENCE = dict(w=3.0, sm_temp=1.0, r_temp=4.5, randomize="linear", sched_mode="arccos")
 OFFICIAL_DEFAULTS: Dict[Tuple[int, str], dict] = {
@@ -154,47 +159,66 @@ def _logits(model, code: torch.Tensor, labels: torch.Tensor, w: float, autocast)
     return logits.chunk(2)
 
 
-def _confidence_v1(model, labels, code, masked, s, draws, autocast, grid):
-    batch, cells = code.shape[0], grid * grid
-    schedule = confidence_schedule(s["step"], grid, s["sched_mode"], version=1)
-    steps = len(schedule)
-    code, masked = code.view(batch, cells), masked.view(batch, cells)
+StepHook = Optional[Callable[[int, torch.Tensor, torch.Tensor], None]]  # (step, drawn [B, N], code after it [B, N])
+
+
+def _per_sample(sizes: torch.Tensor, schedule: Callable[[int], list]) -> torch.Tensor:
+    """Each sample's schedule over its own number of tokens: sizes [B] -> int64 [B, S, ...]."""
+    table = {n: schedule(n) for n in set(sizes.tolist())}
+    return torch.tensor([table[n] for n in sizes.tolist()], dtype=torch.long, device=sizes.device)
+
+
+def _top_t(confidence: torch.Tensor, t: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample top-t of confidence [B, N] for counts t [B]: (the t-th largest value [B, 1], +inf where t is 0;
+    the top-t positions, bool [B, N]). With one t for the batch this is the official `torch.topk(confidence, t)`."""
+    k = int(t.max())
+    if k == 0:
+        return confidence.new_full((confidence.shape[0], 1), math.inf), torch.zeros_like(confidence, dtype=torch.bool)
+    values, indices = torch.topk(confidence, k, dim=-1)
+    threshold = values.gather(1, (t - 1).clamp(min=0).unsqueeze(1)).masked_fill(t.unsqueeze(1) == 0, math.inf)
+    first_t = torch.arange(k, device=t.device) < t.unsqueeze(1)
+    return threshold, torch.zeros_like(confidence, dtype=torch.bool).scatter(1, indices, first_t)
+
+
+def _confidence_v1(model, labels, code, masked, counts, s, draws, autocast, grid, after_step: StepHook = None):
+    """code, masked [B, N]; counts [B, S]: tokens each step reveals in each sample (clamped to what it has left)."""
+    batch, steps = code.shape[0], counts.shape[1]
     codes, masks = [], []
-    for i, t in enumerate(schedule):
-        remaining = int(masked.sum())
-        t = min(t, remaining)
-        if remaining == 0:
+    for i in range(steps):
+        remaining = masked.sum(1)
+        if int(remaining.sum()) == 0:
             break
+        t = torch.minimum(counts[:, i], remaining).clamp(min=0)
         drawn, confidence = _draw_with_confidence(model, code.view(batch, grid, grid), labels, s, i, steps, draws,
                                                   autocast)
         confidence = confidence.masked_fill(~masked, -math.inf)
-        top_values, top_indices = torch.topk(confidence, t, dim=-1)
-        reveal = masked & (confidence >= top_values[:, -1:])
-        code = torch.where(reveal, drawn, code)
-        masked = masked.scatter(1, top_indices, False)
+        threshold, top = _top_t(confidence, t)
+        code = torch.where(masked & (confidence >= threshold), drawn, code)
+        masked = masked & ~top
         codes.append(drawn.view(batch, grid, grid))
-        masks.append(masked.view(batch, grid, grid).clone())
-    return code.view(batch, grid, grid), codes, masks
+        masks.append(masked.view(batch, grid, grid))
+        if after_step is not None:
+            after_step(i, drawn, code)
+    return code, codes, masks
 
 
-def _confidence_v2(model, labels, code, masked, s, draws, autocast, grid, codebook_size):
-    batch, cells, steps = code.shape[0], grid * grid, s["step"]
-    if steps > cells:
-        raise SamplerSettingError(f"step ({steps}) must not exceed the number of tokens ({cells})")
-    targets = confidence_schedule(steps, grid, s["sched_mode"], version=2)
-    code, masked = code.view(batch, cells), masked.view(batch, cells)
+def _confidence_v2(model, labels, code, masked, editable, targets, s, draws, autocast, grid, codebook_size,
+                   after_step: StepHook = None):
+    """code, masked, editable [B, N] (the positions it may write); targets [B, S]: decided tokens after each step."""
+    batch, steps = code.shape[0], targets.shape[1]
     codes, masks = [], []
-    for i, target in enumerate(targets):
-        t = max(target, i + 1)
+    for i in range(steps):
         drawn, confidence = _draw_with_confidence(model, code.view(batch, grid, grid), labels, s, i, steps, draws,
                                                   autocast)
-        confidence = confidence.masked_fill(~masked, math.inf)
-        threshold = torch.topk(confidence, t, dim=-1).values[:, -1:]
-        code = torch.where(confidence >= threshold, drawn, code)
+        confidence = confidence.masked_fill(~masked, math.inf).masked_fill(~editable, -math.inf)
+        threshold, _ = _top_t(confidence, targets[:, i])
+        code = torch.where(editable & (confidence >= threshold), drawn, code)
         masked = code == codebook_size
         codes.append(drawn.view(batch, grid, grid))
-        masks.append(masked.view(batch, grid, grid).clone())
-    return code.view(batch, grid, grid), codes, masks
+        masks.append(masked.view(batch, grid, grid))
+        if after_step is not None:
+            after_step(i, drawn, code)
+    return code, codes, masks
 
 
 def _draw_with_confidence(model, code, labels, s, i, steps, draws, autocast) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -220,8 +244,10 @@ def _draw_with_confidence(model, code, labels, s, i, steps, draws, autocast) -> 
     return drawn, confidence
 
 
-def _halton(model, labels, code, s, draws, autocast, grid):
-    batch = code.shape[0]
+def _halton(model, labels, code, editable, bounds, s, draws, autocast, grid, after_step: StepHook = None):
+    """code, editable [B, N]; bounds [B, S, 2]: the slice [start, stop) of the sample's order of editable cells
+    that step i writes (all cells: the official order slices)."""
+    batch, cells = code.shape
     order = halton_order(grid).to(code.device)  # [L, 2]
     length = order.shape[0]
     flat_order = (order[:, 0] * grid + order[:, 1]).expand(batch, length)
@@ -229,11 +255,14 @@ def _halton(model, labels, code, s, draws, autocast, grid):
         offsets = draws.integers("roll", grid * grid, ()).view(batch, 1)
         source = (torch.arange(length, device=code.device) - offsets) % length
         flat_order = flat_order.gather(1, source)
+    listed = editable.gather(1, flat_order)  # the order filtered to the editable cells: each cell's rank in it
+    never = torch.iinfo(torch.long).max
+    position = (listed.long().cumsum(1) - 1).masked_fill(~listed, never)
+    rank = torch.full_like(code, never).scatter(1, flat_order, position)
     temperatures = torch.linspace(s["sm_temp_min"], s["sm_temp_max"], s["step"])
-    code = code.view(batch, grid * grid)
     codes, masks = [], []
-    for i, (start, stop) in enumerate(halton_schedule(s["step"], grid, s["cumulative"])):
-        written = torch.zeros_like(code, dtype=torch.bool).scatter_(1, flat_order[:, start:stop], True)
+    for i in range(bounds.shape[1]):
+        written = (rank >= bounds[:, i, :1]) & (rank < bounds[:, i, 1:])
         temperature = temperatures[i] ** s["temp_pow"]
         if i < s["temp_warmup"]:
             temperature = temperature * 0.5
@@ -250,7 +279,37 @@ def _halton(model, labels, code, s, draws, autocast, grid):
         code = torch.where(written, drawn, code)
         codes.append(drawn.view(batch, grid, grid))
         masks.append(written.view(batch, grid, grid))
-    return code.view(batch, grid, grid), codes, masks
+        if after_step is not None:
+            after_step(i, drawn, code)
+    return code, codes, masks
+
+
+def _generate(model, labels, code, masked, editable, version, scheduler, s, draws, autocast, grid, codebook_size,
+              after_step: StepHook = None):
+    """The chosen sampler on code [B, N] (masked [B, N]: what the confidence samplers generate; editable [B, N]:
+    the positions any step may write), its schedule run over each sample's editable count. -> (code [B, N],
+    each step's drawn grid, each step's mask grid)."""
+    sizes = editable.sum(1)
+    if scheduler == "halton":
+        bounds = _per_sample(sizes, lambda n: halton_schedule(s["step"], grid, s["cumulative"], cells=n))
+        return _halton(model, labels, code, editable, bounds, s, draws, autocast, grid, after_step)
+    if version == 1:
+        counts = _per_sample(sizes, lambda n: confidence_schedule(s["step"], grid, s["sched_mode"], 1, cells=n))
+        return _confidence_v1(model, labels, code, masked, counts, s, draws, autocast, grid, after_step)
+    targets = _per_sample(sizes, lambda n: [min(n, max(t, i + 1)) for i, t in enumerate(
+        confidence_schedule(s["step"], grid, s["sched_mode"], 2, cells=n))])
+    return _confidence_v2(model, labels, code, masked, editable, targets, s, draws, autocast, grid, codebook_size,
+                          after_step)
+
+
+@contextmanager
+def _eval_mode(model):
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
 
 
 @torch.no_grad()
@@ -288,29 +347,84 @@ def sample(model, labels: Union[torch.Tensor, Sequence[int]], *, version: int = 
     grid = int(grid if grid is not None else getattr(model, "grid_size", 0))
     if grid < 1:
         raise ValueError("pass grid=G (the token-grid side) or init_code; the model has no grid_size attribute")
+    if version == 2 and scheduler == "confidence" and s["step"] > grid * grid:
+        raise SamplerSettingError(f"step ({s['step']}) must not exceed the number of tokens ({grid * grid})")
     draws = _Draws(noise, seeds, batch, device)
     autocast = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
-    was_training = model.training
-    model.eval()
-    try:
+    with _eval_mode(model):
         if init_code is not None:
             code = init_code.to(device=device, dtype=torch.long).clone()
         elif version == 1 and mask_value < 0:  # the "noise" models start from uniform random codes
             code = draws.integers("random_code", codebook_size, (grid, grid))
         else:
             code = torch.full((batch, grid, grid), mask_value, dtype=torch.long, device=device)
-        if scheduler == "halton":
-            code, codes, masks = _halton(model, labels, code, s, draws, autocast, grid)
-        elif version == 1:
-            masked = code == codebook_size if init_code is not None else torch.ones_like(code, dtype=torch.bool)
-            code, codes, masks = _confidence_v1(model, labels, code, masked, s, draws, autocast, grid)
+        code = code.view(batch, grid * grid)
+        everywhere = torch.ones_like(code, dtype=torch.bool)
+        if version == 1:  # v1 inpaints the mask ids of init_code; v2 re-samples known tokens (facts §8)
+            masked = code == codebook_size if init_code is not None else everywhere
         else:
             masked = code == mask_value
-            code, codes, masks = _confidence_v2(model, labels, code, masked, s, draws, autocast, grid,
-                                                codebook_size)
-    finally:
-        model.train(was_training)
-    return {"code": code, "codes": codes, "masks": masks}
+        code, codes, masks = _generate(model, labels, code, masked, everywhere, version, scheduler, s, draws,
+                                       autocast, grid, codebook_size)
+    return {"code": code.view(batch, grid, grid), "codes": codes, "masks": masks}
 
 
-__all__: List[str] = ["OFFICIAL_DEFAULTS", "SamplerSettingError", "official_defaults", "resolve_settings", "sample"]
+@torch.no_grad()
+def infill(model, tokens: torch.Tensor, editable: torch.Tensor, class_ids: torch.Tensor, seeds: Seeds = None,
+           settings: Optional[dict] = None, *, noise: Optional[NoiseFn] = None, on_step: StepHook = None,
+           splits: Optional[Sequence[int]] = None, **overrides) -> torch.Tensor:
+    """This family's infill step (`modeling.edit`): tokens (B, N) int64 VQ codes of a square grid, editable (B, N)
+    bool -> tokens (B, N) with the editable ones generated by the chosen sampler and the others never touched.
+
+    `settings` (a dict as `generation_settings` returns: "version", "scheduler" and the sampler's settings) and
+    `overrides` (the same keys) over the official defaults; version defaults to the model's, scheduler to the
+    version's default (v1 confidence, v2 Halton). The sampler runs as in `sample`, on the input with the mask id at
+    the editable positions only, with its schedule over each sample's editable count; positions outside `editable`
+    are never written, chosen or re-masked: the confidence samplers rank the editable positions only, Halton writes
+    its fixed order filtered to the editable cells (rolled per sample before filtering when `randomize`). This is
+    not `sample(init_code=...)`, which keeps each official sampler's semantics (v2 re-samples the context). The
+    result is clamped to [0, K-1] as the official samplers' output before decoding. `noise` / `seeds` as in
+    `sample` (full-grid draws, used at editable positions only); `on_step(step, sampled, code)` gets each step's
+    draw at the editable positions (the input elsewhere) and the code after the step (mask id K = not yet decided),
+    both (B, N). The v1 "noise" models (mask_value < 0) are not supported: editing starts from the mask id.
+    """
+    if splits is not None:
+        raise SamplerSettingError(f"splits={list(splits)}: the MaskGIT-pytorch samplers decide whole tokens, with "
+                                  f"no bit splits; pass splits=None (edit.splits=[])")
+    given = {**(settings or {}), **overrides}
+    version = given.pop("version", None) or getattr(model, "version", None)  # the transformers' "v1" / "v2"
+    if version is None:
+        raise SamplerSettingError(f"{type(model).__name__} has no version: pass version=1 or 2")
+    version = int(str(version).lstrip("v"))
+    scheduler = given.pop("scheduler", None) or DEFAULT_SCHEDULER[version]
+    s = resolve_settings(version, scheduler, **given)
+    if scheduler == "confidence" and not isinstance(s["sched_mode"], str):
+        raise SamplerSettingError(f"sched_mode={s['sched_mode']!r}: a list of counts schedules the whole grid; "
+                                  f"editing schedules the editable tokens, so choose a named mode (e.g. 'arccos')")
+    device = next(model.parameters()).device
+    tokens, editable = tokens.to(device).long(), editable.to(device).bool()
+    grid, codebook_size = model.grid_size, model.codebook_size
+    if tokens.shape != editable.shape or tokens.shape[1] != grid * grid:
+        raise ValueError(f"tokens and editable must both be (B, {grid * grid}), got {tuple(tokens.shape)} and "
+                         f"{tuple(editable.shape)}")
+    if scheduler == "halton":
+        order = halton_order(grid).to(device)
+        listed = torch.zeros(grid * grid, dtype=torch.bool, device=device)
+        listed[order[:, 0] * grid + order[:, 1]] = True
+        if (editable & ~listed).any():
+            raise SamplerSettingError(f"the Halton order of a {grid}x{grid} grid misses some cells (grid >= 64), "
+                                      f"and the mask covers some of them; edit with scheduler='confidence'")
+    labels = torch.as_tensor(class_ids).reshape(-1).long().to(device)
+    draws = _Draws(noise, seeds, tokens.shape[0], device)
+    after_step = None
+    if on_step is not None:
+        def after_step(i, drawn, code):
+            on_step(i, torch.where(editable, drawn, tokens), code)
+    with _eval_mode(model):
+        code = _generate(model, labels, tokens.masked_fill(editable, codebook_size), editable, editable, version,
+                         scheduler, s, draws, nullcontext(), grid, codebook_size, after_step)[0]
+    return code.clamp(0, codebook_size - 1)
+
+
+__all__: List[str] = ["DEFAULT_SCHEDULER", "OFFICIAL_DEFAULTS", "SamplerSettingError", "infill",
+                      "official_defaults", "resolve_settings", "sample"]

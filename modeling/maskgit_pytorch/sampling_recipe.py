@@ -14,13 +14,15 @@ from typing import Callable, Optional
 import torch
 
 from modeling.maskgit_pytorch.bit_token_grid import BitTokenGrid
-from modeling.maskgit_pytorch.sampler import SamplerSettingError, resolve_settings, sample
-from modeling.registry import register_sampler
+from modeling.maskgit_pytorch.sampler import (DEFAULT_SCHEDULER, SamplerSettingError, infill, resolve_settings,
+                                              sample)
+from modeling.maskgit_pytorch.transformer_v1 import MaskTransformer
+from modeling.maskgit_pytorch.transformer_v2 import HaltonTransformer
+from modeling.registry import register_infill, register_sampler
 from utils.config import as_config
 
 FIELDS = ("step", "w", "sm_temp", "r_temp", "randomize", "sched_mode", "sm_temp_min", "sm_temp_max", "temp_pow",
           "temp_warmup", "top_k", "sched_pow", "cumulative")
-DEFAULT_SCHEDULER = {1: "confidence", 2: "halton"}
 MASKBIT_SWITCH = {"confidence_v1": (1, "confidence"), "confidence_v2": (2, "confidence"), "halton": (2, "halton")}
 
 
@@ -59,7 +61,7 @@ def maskbit_with_maskgit_sampler(config, generator, tokenizer) -> Callable:
     """MaskBit's generator sampled by the sampler named in `model.mlm_model.sampler` (through `BitTokenGrid`)."""
     settings = maskbit_switch_settings(config)
     settings.pop("sampler")
-    grid_model = BitTokenGrid(generator)
+    grid_model = BitTokenGrid(generator).train(generator.training)  # sampling leaves the generator as it was
     return images_fn(grid_model, tokenizer, settings, grid_model.codebook_size)
 
 
@@ -86,3 +88,6 @@ class MaskGITv1Sampling(_FamilySampling):
 @register_sampler("v2")
 class MaskGITv2Sampling(_FamilySampling):
     version = 2
+
+
+register_infill(MaskTransformer, HaltonTransformer)(infill)  # image editing (modeling.edit) with these samplers

@@ -5,12 +5,13 @@
     halton_schedule(8, 16)                           # [(0, 20), (20, 41), ..., (173, 256)] Halton-order slices
 
 All values are computed in float32 with the official operations (facts §6, §7.1, §7.3, §12.13-15), so the counts
-equal the official ones including their rounding quirks.
+equal the official ones including their rounding quirks. `cells` (default grid^2) runs a schedule over another
+number of tokens: image editing (`modeling.edit`) schedules each sample's editable tokens only.
 """
 from __future__ import annotations
 
 import math
-from typing import List, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -23,7 +24,7 @@ def _check(step: int, grid: int) -> None:
 
 
 def confidence_schedule(step: int, grid: int, mode: Union[str, Sequence[int]] = "arccos",
-                        version: int = 2) -> List[int]:
+                        version: int = 2, cells: Optional[int] = None) -> List[int]:
     """Per-step token counts of the confidence samplers on a grid x grid token map.
 
     version 1 (`adap_sche`): the number of tokens revealed at each step. v = linspace(1, 0, step); f(v) is
@@ -41,7 +42,7 @@ def confidence_schedule(step: int, grid: int, mode: Union[str, Sequence[int]] = 
         return [int(c) for c in mode]
     if mode not in MODES:
         raise ValueError(f"unknown schedule mode {mode!r}; choose one of {MODES} (or pass a list of counts)")
-    cells = grid * grid
+    cells = grid * grid if cells is None else cells
     if version == 1:
         if step < 2:
             raise ValueError("the v1 confidence schedule needs step >= 2 (the official one divides by zero at 1)")
@@ -62,24 +63,26 @@ def confidence_schedule(step: int, grid: int, mode: Union[str, Sequence[int]] = 
     raise ValueError(f"version must be 1 or 2, got {version!r}")
 
 
-def halton_counts(step: int, grid: int) -> List[int]:
+def halton_counts(step: int, grid: int, cells: Optional[int] = None) -> List[int]:
     """r_i = max(i + 1, trunc(grid^2 * (1 - arccos((i+1)/step) / (pi/2)))), in float32: the number of Halton-order
-    cells written up to step i (16x16, 8 steps: 20, 41, 62, 85, 110, 138, 173, 256)."""
+    cells written up to step i (16x16, 8 steps: 20, 41, 62, 85, 110, 138, 173, 256); `cells` replaces grid^2."""
     _check(step, grid)
+    cells = grid * grid if cells is None else cells
     counts = []
     for i in range(step):
         ratio = 1 - torch.arccos(torch.tensor((i + 1) / step)) / (math.pi * 0.5)
-        counts.append(max(i + 1, int(ratio * (grid * grid))))
+        counts.append(max(i + 1, int(ratio * cells)))
     return counts
 
 
-def halton_schedule(step: int, grid: int, cumulative: bool = False) -> List[Tuple[int, int]]:
+def halton_schedule(step: int, grid: int, cumulative: bool = False,
+                    cells: Optional[int] = None) -> List[Tuple[int, int]]:
     """The slice [start, stop) of the Halton order written at each step.
 
     Incremental (official since `fcdc837`, default): step i writes order[r_{i-1} : r_i], each cell exactly once.
     `cumulative=True` is the first v2 release (`5ffd61f`): step i re-writes order[0 : r_i].
     """
-    counts = halton_counts(step, grid)
+    counts = halton_counts(step, grid, cells)
     if cumulative:
         return [(0, r) for r in counts]
     return list(zip([0] + counts[:-1], counts))
