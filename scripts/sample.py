@@ -44,7 +44,7 @@ def generate_grid(generator, tokenizer, cfg, device: torch.device) -> torch.Tens
     opts = cfg.sample
     if opts.dtype not in DTYPES:
         raise ConfigError(f"sample.dtype must be one of {sorted(DTYPES)}, got '{opts.dtype}'")
-    settings = sampling_config(cfg).replace(autocast_dtype=DTYPES[opts.dtype])
+    settings = sampling_config(cfg).replace(autocast_dtype=DTYPES[opts.dtype], compile=opts.compile)
     return sample_grid(generator, tokenizer, opts.classes, opts.per_class, opts.seed, opts.batch_size, settings)
 
 
