@@ -45,8 +45,9 @@ def forward_flops(module: torch.nn.Module, *inputs) -> int:
     """FLOPs of one forward of `module` on `inputs` (no grad), counted by `torch.utils.flop_counter`."""
     from torch.utils.flop_counter import FlopCounterMode
     counter = FlopCounterMode(display=False)
+    forward = getattr(module.forward, "fn", module)  # the eager forward of a `utils.compile` model
     with torch.no_grad(), counter:
-        module(*inputs)
+        forward(*inputs)
     return counter.get_total_flops()
 
 
@@ -83,3 +84,24 @@ def data_wait_advice(fraction: float, workers: int, stage_two: bool) -> str:
         advice += (", or train Stage II on pretokenized data (scripts/pretokenize.py, then "
                    "dataset.params.pretokenized_shards_path_or_url)")
     return advice + ". Reported once per run."
+
+
+def measure_matmul_flops(device: torch.device, dtype: torch.dtype = torch.float32, size: int = 0,
+                         repeats: int = 5) -> float:
+    """Achieved FLOP/s of a large square matmul on `device` (the best of `repeats`, after a warm-up): the reference
+    a benchmark's MFU is taken against. `size` 0: 8192 on CUDA, 1024 on CPU."""
+    import time
+    size = size or (8192 if device.type == "cuda" else 1024)
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    best = float("inf")
+    for i in range(repeats + 1):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i:  # the first one pays kernel selection and allocation
+            best = min(best, time.perf_counter() - start)
+    return 2 * size ** 3 / best
