@@ -210,3 +210,25 @@ def test_training_run_logs_throughput_kernel_and_fallbacks_once(tmp_path, monkey
     record = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if "perf/images_per_sec" in r][-1]
     assert record["perf/tokens_per_sec"] == pytest.approx(16 * record["perf/images_per_sec"])
     assert 0.2 < record["perf/data_wait_fraction"] <= 1.0 and "perf/mfu" not in record  # CPU: no known peak
+
+
+def test_cpu_adamw_is_foreach_and_bitwise_the_single_tensor_update():
+    from types import SimpleNamespace
+
+    from training.optim import build_adamw
+    hparams = SimpleNamespace(beta1=0.9, beta2=0.96, epsilon=1e-8, weight_decay=0.045)
+    shapes = [(16, 8), (8,), (4, 3, 3, 3)]
+    runs = []
+    for foreach in (None, False):
+        torch.manual_seed(0)
+        params = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
+        optimizer = (build_adamw(params, 1e-3, hparams) if foreach is None else
+                     torch.optim.AdamW(params, lr=1e-3, betas=(0.9, 0.96), eps=1e-8, weight_decay=0.045, foreach=False))
+        assert optimizer.defaults["foreach"] is (True if foreach is None else False)
+        g = torch.Generator().manual_seed(1)
+        for _ in range(5):
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=g)
+            optimizer.step()
+        runs.append(params)
+    assert all(torch.equal(a, b) for a, b in zip(*runs))
