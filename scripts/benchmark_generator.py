@@ -142,7 +142,8 @@ def main() -> None:
             model = fresh_model(cfg, device, compile_model, checkpointing)
             seconds = time_train_steps(model, cfg, args.batch, args.steps, args.warmup, dtype, device)
             images = args.batch / seconds
-            print(f"{name:<11} {f'train step (batch {args.batch})':<30} {seconds * 1e3:>8.1f}ms {images:>9.2f} "
+            label = f"{name} (eager!)" if compile_model and not model.forward.is_compiled else name  # fell back
+            print(f"{label:<11} {f'train step (batch {args.batch})':<30} {seconds * 1e3:>8.1f}ms {images:>9.2f} "
                   f"{images * model.seq_len:>10.0f} {peak_memory(device):>9} "
                   f"{images * flops_per_image / peaks[dtype]:>7.1%}", flush=True)
         if args.skip_sample or checkpointing:  # checkpointing changes nothing without a backward pass

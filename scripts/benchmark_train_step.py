@@ -80,10 +80,12 @@ def time_variant(args, overrides: dict, output_dir: str) -> dict:
         if i >= args.warmup:
             times.append(time.perf_counter() - start)
     flops = trainer.flops_per_sample()
+    compiled = all(getattr(trainer.unwrap(name).forward, "is_compiled", False) for name in trainer.models)
     trainer.accelerator.end_training()
     AcceleratorState._reset_state(True)
     GradientState._reset_state()
-    return {"seconds": statistics.median(times), "peak_mib": peak_memory_mb(device), "flops_per_image": flops}
+    return {"seconds": statistics.median(times), "peak_mib": peak_memory_mb(device), "flops_per_image": flops,
+            "eager_fallback": bool(args.flags[0] == "compile" and not compiled)}
 
 
 def main() -> None:
@@ -123,6 +125,7 @@ def main() -> None:
             images_per_s = args.batch / row["seconds"]
             peak = peaks["bf16" if flag == "bf16" else "fp32"]
             mfu = images_per_s * row["flops_per_image"] / peak
+            flag = f"{flag} (eager!)" if row["eager_fallback"] else flag  # compile fell back to eager
             print(f"{variant:<20}{flag:<15}{row['seconds'] * 1e3:>10.1f}{images_per_s:>10.2f}{row['peak_mib']:>14.0f}"
                   f"{mfu:>8.1%}", flush=True)
 
