@@ -63,7 +63,8 @@ class GeneratorTrainer(Trainer):
         self.register("generator", models={"generator": generator}, optimizers={"generator": optimizer},
                       schedulers={"generator": scheduler})
         self.loss_fn = self.build_loss()
-        self.tokens_per_sample = generator.seq_len  # tokens/s in the logs
+        # tokens/s in the logs: the tokenizer's tokens per image (2D grid or 1D sequence)
+        self.tokens_per_sample = math.prod(self.tokenizer.token_grid(cfg.dataset.preprocessing.resolution))
         self._batch_number = 0  # micro-batches consumed: the masking seed (reset by train_batches on resume)
 
     # ------------------------------------------------------------------- what a generator family changes

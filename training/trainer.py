@@ -368,9 +368,9 @@ class Trainer:
         return text
 
     def _warn_data_wait(self, fraction: float) -> None:
-        """Once per run, from the second log window on (the first one includes the data workers' start-up)."""
+        """Once per run (main process), from the second log window on (the first includes the workers' start-up)."""
         self._windows_logged += 1
-        if self._data_wait_warned or self._windows_logged < 2 or fraction <= DATA_WAIT_WARNING:
+        if not self.accelerator.is_main_process or self._data_wait_warned or self._windows_logged < 2 or fraction <= DATA_WAIT_WARNING:
             return
         self._data_wait_warned = True
         self.logger.warning(data_wait_advice(fraction, self.config.dataset.params.num_workers_per_gpu,
