@@ -14,9 +14,9 @@ the [0, 1] float32 of ToTensor (x / 255).
 Why PIL and not torchvision.io.decode_jpeg + tensor resize (issue 17; `scripts/benchmark_data.py
 --compare-decoders`): on the 100 ImageNet JPEGs of the shared samples at 256 px both decoders give identical pixels,
 and the antialiased tensor resize differs from PIL's by at most 1 level (max |diff| 1/255, mean 0.165 levels): within
-tolerance, but not the official pixels. Per core it was not reliably faster on our (loaded, 2-core) machine: two runs
-measured PIL 81.8 / 180.1 vs tensor 89.7 / 167.7 images/s for the eval transform and PIL 234.2 / 168.4 vs tensor
-71.5 / 190.4 for the train resized crop. With no measured gain, the official PIL path stays.
+tolerance, but not the official pixels. And per core it is slower: on a quiet moment of our 2-core machine (load
+average 1.4) PIL did 339 / 369 images/s (eval resize + crop / train resized crop, decode included) and the tensor
+path 282 / 318. So the official PIL path stays.
 """
 from __future__ import annotations
 

@@ -232,3 +232,14 @@ def test_cpu_adamw_is_foreach_and_bitwise_the_single_tensor_update():
             optimizer.step()
         runs.append(params)
     assert all(torch.equal(a, b) for a, b in zip(*runs))
+
+
+def test_dynamo_traces_the_generator_forward():
+    """The real torch.compile front end (dynamo) on the generator, with the eager backend (no C++ build: cheap)."""
+    model = tiny_generator().eval()
+    tokens, labels = inputs(model)
+    expected = model(tokens, labels)
+    compiled = CompiledOrEager(model.forward, "the generator forward", backend="eager")
+    with torch.no_grad():
+        assert torch.equal(compiled(tokens, labels), expected.detach())
+    assert compiled.is_compiled and compiled.checked
