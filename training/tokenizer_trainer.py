@@ -10,9 +10,10 @@ One optimizer step:
     4. EMA update of the tokenizer, global_step += 1 (the GAN switch and entropy annealing see the step before)
 
 Under `training.mixed_precision=bf16` the networks run in bf16 (autocast) but the LFQ quantizer, its entropy
-loss and the loss terms are float32: the quantizer upcasts its input (bf16 rounding would flip the sign of latents
-near 0, i.e. change codes), the reconstruction enters the losses as float32 and the discriminator logits are
-upcast before the GAN losses. In fp32 runs these casts are no-ops.
+loss and the loss terms are float32: the quantizer upcasts its input, so its codes, commitment loss and entropy
+(a softmax at temperature 0.01, which bf16 would round coarsely) are those of the float32 latents it gets; the
+reconstruction enters the losses as float32 and the discriminator logits are upcast before the GAN losses. In fp32
+runs these casts are no-ops.
 
 Discriminator and DDP: the reference wraps the whole loss module (discriminator inside) in DDP and toggles
 `requires_grad` within it. Here the discriminator is prepared as a model of its own with its own optimizer. The
