@@ -6,7 +6,9 @@
         sample.classes=[1,7,282] sample.per_class=4 sample.seed=0 sample.output=grid.png
 
 Sampling settings (steps, guidance, temperatures) come from `model.mlm_model`; grid image k uses seed
-`sample.seed + k`, so the grid does not depend on `sample.batch_size`.
+`sample.seed + k`, so the grid does not depend on `sample.batch_size`. Faster, opt-in: `sample.dtype=bf16` (bf16
+autocast; slightly different samples) and `sample.compile=true` (torch.compile of the generator; same tokens up to
+last-bit float differences, eager with one warning where no compiler backend is installed).
 """
 from __future__ import annotations
 
