@@ -102,6 +102,11 @@ class MaskedTokenTransformer(nn.Module):
             x = self.norm_after_transformer(x)
         return self.predict_logits(self.last_layer(x[:, :self.seq_len]))
 
+    def set_gradient_checkpointing(self, enabled: bool = True) -> None:
+        """Recompute the transformer blocks in backward (`training.gradient_checkpointing`): same results, less
+        activation memory."""
+        self.transformer.gradient_checkpointing = enabled
+
     def split_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """Full tokenizer indices (B, N) -> split indices (B, N, S), int64."""
         return split_tokens(tokens, self.bits, self.splits)
@@ -214,7 +219,7 @@ class MaskBitSampling:
         if as_config(config).model.mlm_model.sampler != "maskbit":
             from modeling.maskgit_pytorch.sampling_recipe import maskbit_switch_settings
             return maskbit_switch_settings(config)
-        runtime_only = ("autocast_dtype", "skip_unguided_pass")
+        runtime_only = ("autocast_dtype", "skip_unguided_pass", "compile")
         return {k: v for k, v in dataclasses.asdict(MaskBitSampling._settings(config, evaluation)).items()
                 if k not in runtime_only}
 

@@ -26,6 +26,7 @@ from typing import Callable, List, Optional, Sequence, Tuple, Union
 import torch
 
 from modeling.masking import mask_ratio
+from utils.compile import CompiledOrEager
 from utils.errors import MaskbitError
 
 Seeds = Union[None, int, Sequence[int], torch.Tensor, torch.Generator]
@@ -46,6 +47,7 @@ class SamplingConfig:
     mask_schedule: str = "arccos"
     skip_unguided_pass: bool = True  # drop the null-class half of the batch where the guidance scale is exactly 0
     autocast_dtype: Optional[torch.dtype] = None  # e.g. torch.bfloat16: generator under autocast (opt-in)
+    compile: bool = False  # torch.compile the generator forward of each step (utils.compile; eager fallback)
 
     def replace(self, **changes) -> "SamplingConfig":
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
@@ -192,6 +194,7 @@ def unmask(model, tokens: torch.Tensor, class_ids: torch.Tensor, seeds: Seeds, c
                 else nullcontext())
     was_training = model.training
     model.eval()
+    forward = CompiledOrEager(model, "the generator sampling step", dynamic=True) if cfg.compile else model
 
     masked = tokens == mask_id
     maskable = masked.sum(dim=(1, 2)).tolist()  # the schedule's 100% of each sample
@@ -200,7 +203,7 @@ def unmask(model, tokens: torch.Tensor, class_ids: torch.Tensor, seeds: Seeds, c
         progress = (step + 1) / cfg.num_steps
         scale = guidance_scale_at(step, cfg.num_steps, cfg.guidance_scale, cfg.guidance_annealing, cfg.scale_pow)
         with autocast:
-            logits = _guided_logits(model, tokens, labels, scale,
+            logits = _guided_logits(forward, tokens, labels, scale,
                                     cfg.guidance_scale != 0.0 and not (cfg.skip_unguided_pass and scale == 0.0))
         temperature = 0.5 + 0.8 * (1 - progress) if cfg.use_sampling_annealing else cfg.softmax_temperature
         probs = torch.softmax(logits / temperature, dim=-1)

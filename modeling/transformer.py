@@ -4,12 +4,18 @@ Module and parameter names mirror the official code so released checkpoints load
 `layers.{i}.0` is the attention sub-block (`mha`, `norm`), `layers.{i}.1` the MLP sub-block (`net`, `norm`).
 Attention runs through `F.scaled_dot_product_attention` but keeps `torch.nn.MultiheadAttention`'s packed
 parameters (`in_proj_weight`, `in_proj_bias`, `out_proj`) and its initialisation.
+
+`TransformerEncoder.gradient_checkpointing = True` (`training.gradient_checkpointing`) recomputes each block in the
+backward pass instead of keeping its activations: less memory, about one more forward of compute, and the same
+results (the RNG state is restored for the recomputed dropout). `sdpa_backend(...)` names the kernel that
+`F.scaled_dot_product_attention` selects for given shapes, so that a run can say once which one it gets.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 LAYER_NORM_EPS = 1e-12
 
@@ -84,9 +90,32 @@ class TransformerEncoder(nn.Module):
             nn.ModuleList([AttentionBlock(dim, heads, dropout, use_prenorm),
                            FeedForwardBlock(dim, mlp_dim, dropout, use_prenorm)])
             for _ in range(depth)])
+        self.gradient_checkpointing = False  # a runtime switch, not part of the state dict
+
+    @staticmethod
+    def _block(attention: nn.Module, feed_forward: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return feed_forward(attention(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, L, D) -> (B, L, D)."""
+        recompute = self.gradient_checkpointing and torch.is_grad_enabled()
         for attention, feed_forward in self.layers:
-            x = feed_forward(attention(x))
+            if recompute:
+                x = checkpoint(self._block, attention, feed_forward, x, use_reentrant=False)
+            else:
+                x = self._block(attention, feed_forward, x)
         return x
+
+
+def sdpa_backend(device: torch.device, dtype: torch.dtype, heads: int, head_dim: int, seq_len: int,
+                 dropout: float = 0.0) -> str:
+    """Name of the `F.scaled_dot_product_attention` kernel (torch.nn.attention.SDPBackend) that PyTorch selects
+    for (1, heads, seq_len, head_dim) inputs of `dtype` on `device` with `dropout` (no mask, not causal), e.g.
+    FLASH_ATTENTION, EFFICIENT_ATTENTION, CUDNN_ATTENTION or MATH (the unfused fallback). "unknown" where this
+    PyTorch does not expose the choice."""
+    from torch.nn.attention import SDPBackend
+    try:
+        q = torch.zeros(1, heads, seq_len, head_dim, device=device, dtype=dtype)
+        return SDPBackend(torch._fused_sdp_choice(q, q, q, dropout_p=dropout)).name
+    except (AttributeError, RuntimeError, ValueError):
+        return "unknown"

@@ -6,6 +6,13 @@
 Without --shards, writes --num-images synthetic JPEG (quality 95) images of --source-resolution px to a temporary
 folder first. The first --warmup batches (worker start-up, shard indexing) are not timed. --compare-webdataset
 also times the official pipeline (webdataset ResampledShards -> shuffle -> decode -> torchvision transforms).
+
+    python scripts/benchmark_data.py --compare-decoders /work/shared/data/imagenet-samples --resolution 256
+
+--compare-decoders DIR compares, per core (one thread, no workers) on the JPEG files of DIR, the PIL path of
+`data.transforms` (decode, antialiased PIL resize of the shorter side, center crop; and a random resized crop)
+with the tensor path (torchvision.io.decode_jpeg, torchvision's antialiased tensor resize, same crops): images/s
+of each and the max / mean absolute pixel difference (uint8 levels) between their outputs.
 """
 import argparse
 import tempfile
@@ -28,6 +35,68 @@ def time_loader(loader, batches: int, warmup: int) -> tuple[float, int]:
     for _ in range(batches):
         images += next(iterator)["image"].shape[0]
     return time.perf_counter() - start, images
+
+
+def compare_decoders(folder: str, resolution: int, repeats: int = 3) -> None:
+    """Images/s per core of the PIL and tensor decode + resize paths on the JPEGs of `folder`, and their pixel
+    differences (the tensor path could replace PIL only with a max difference <= 1 level)."""
+    from pathlib import Path
+
+    import torchvision.transforms.functional as TF
+    from torchvision.io import ImageReadMode, decode_jpeg
+    from torchvision.transforms import InterpolationMode
+
+    from data.transforms import EvalTransform, TrainTransform, decode_image, pil_to_uint8
+
+    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
+    if not files:
+        raise SystemExit(f"no .jpg/.jpeg files in {folder}")
+    blobs = [p.read_bytes() for p in files]
+    eval_pil, train_pil = EvalTransform(resolution), TrainTransform(resolution)
+    bilinear = InterpolationMode.BILINEAR
+
+    def crops(seed):  # the same random resized crop parameters for both paths
+        images = [decode_image(b) for b in blobs]
+        return [train_pil.crop_params(im.width, im.height, torch.Generator().manual_seed(seed + i))
+                for i, im in enumerate(images)]
+
+    params = crops(0)
+
+    def pil_eval(data, _):
+        return eval_pil(decode_image(data))
+
+    def pil_train(data, crop):
+        return pil_to_uint8(TF.resized_crop(decode_image(data), *crop, [resolution, resolution], bilinear))
+
+    def tensor_decode(data):
+        return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+
+    def tensor_eval(data, _):
+        image = TF.resize(tensor_decode(data), resolution, bilinear, antialias=True)
+        return TF.center_crop(image, resolution)
+
+    def tensor_train(data, crop):
+        return TF.resized_crop(tensor_decode(data), *crop, [resolution, resolution], bilinear, antialias=True)
+
+    print(f"\n{len(blobs)} JPEGs of {folder}, {resolution}px, 1 thread")
+    print(f"{'transform':<22}{'PIL img/s':>10}{'tensor img/s':>14}{'max |diff|':>11}{'mean |diff|':>12}"
+          f"{'  decode-only max |diff|':>24}")
+    decode_diff = max((pil_to_uint8(decode_image(b)).int() - tensor_decode(b).int()).abs().max().item() for b in blobs)
+    for name, pil_fn, tensor_fn in (("eval (resize + crop)", pil_eval, tensor_eval),
+                                    ("train (resized crop)", pil_train, tensor_train)):
+        rates, outputs = [], []
+        for fn in (pil_fn, tensor_fn):
+            best = float("inf")
+            for _ in range(repeats):
+                start = time.perf_counter()
+                out = [fn(b, c) for b, c in zip(blobs, params)]
+                best = min(best, time.perf_counter() - start)
+            rates.append(len(blobs) / best)
+            outputs.append(out)
+        diffs = [(a.int() - b.int()).abs() for a, b in zip(*outputs)]
+        max_diff = max(d.max().item() for d in diffs)
+        mean_diff = sum(d.float().mean().item() for d in diffs) / len(diffs)
+        print(f"{name:<22}{rates[0]:>10.1f}{rates[1]:>14.1f}{max_diff:>11}{mean_diff:>12.3f}{decode_diff:>24}")
 
 
 def official_loader(pattern: str, resolution: int, batch_size: int, workers: int):
@@ -59,8 +128,13 @@ def main() -> None:
     parser.add_argument("--num-images", type=int, default=512, help="synthetic images to write")
     parser.add_argument("--source-resolution", type=int, default=384, help="synthetic image size")
     parser.add_argument("--compare-webdataset", action="store_true")
+    parser.add_argument("--compare-decoders", default="", metavar="DIR",
+                        help="compare PIL vs torchvision.io decode + resize on the JPEGs of DIR, then exit")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.compare_decoders:
+        compare_decoders(args.compare_decoders, args.resolution)
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         pattern = args.shards

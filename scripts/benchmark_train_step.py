@@ -1,14 +1,21 @@
-"""Seconds per Stage-I training step (tokenizer + discriminator updates, EMA) of a tokenizer config.
+"""Stage-I training step (tokenizer + discriminator updates, EMA) of a tokenizer config, over the fast-path flags.
 
     python scripts/benchmark_train_step.py --config configs/tokenizer/maskbit_tokenizer_12bit.yaml \
-        --resolution 256 --batch 1 --steps 3
+        --resolution 256 --batch 1 --steps 3 --flags "fp32 eager" bf16 channels_last compile
 
-Runs the real `TokenizerTrainer.train_step` on random images in three variants: reconstruction + quantizer
-losses only; + GAN (discriminator step and LeCAM); + GAN + perceptual loss (ResNet-50 with RANDOM weights:
-same cost, no download). Prints the median time per optimizer step and the peak memory. Each variant runs in a
-fresh process: in one process the later variants inherit a warmed-up allocator and look faster than they are.
+Runs the real `TokenizerTrainer.train_step` on random images. Loss variants (`--variants`): reconstruction +
+quantizer losses only; + GAN (discriminator step and LeCAM; the default); + GAN + perceptual loss (ResNet-50 with
+RANDOM weights: same cost, no download). Fast paths (`--flags`): fp32 eager (the official numerics), bf16
+autocast, channels_last, torch.compile; each is one row, the others off.
+
+Per row: the median time per optimizer step (warm-up steps excluded, CUDA synchronised), images/s, peak memory
+(CUDA: max_memory_allocated; CPU: the process peak RSS) and MFU = images/s x 3 x the tokenizer's forward FLOPs per
+image (`torch.utils.flop_counter`; the discriminator is not counted) / the FLOP/s of a large matmul measured at the
+start of the same run in the row's precision (as nanoGPT's bench). Each row runs in a fresh process: in one
+process the later rows inherit a warmed-up allocator and look faster than they are.
 """
 import argparse
+import json
 import os
 import resource
 import statistics
@@ -22,6 +29,7 @@ import torch
 from accelerate.state import AcceleratorState, GradientState
 
 from training import TokenizerTrainer
+from training.throughput import measure_matmul_flops
 from utils.config import load_config
 from utils.errors import run_main
 
@@ -32,6 +40,13 @@ VARIANTS = {
                            "losses.discriminator_start": 0},
 }
 
+FLAGS = {
+    "fp32 eager": {},
+    "bf16": {"training.mixed_precision": "bf16"},
+    "channels_last": {"training.channels_last": True},
+    "compile": {"training.compile": True},
+}
+
 
 def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
@@ -39,11 +54,11 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (Linux: KiB)
 
 
-def time_variant(args, overrides: dict, output_dir: str) -> tuple[float, float]:
+def time_variant(args, overrides: dict, output_dir: str) -> dict:
     argv = [f"config={args.config}", f"experiment.output_dir={output_dir}", "experiment.resume=false",
             "dataset.params.eval_shards_path_or_url=''",
             f"dataset.preprocessing.resolution={args.resolution}", f"training.per_gpu_batch_size={args.batch}",
-            f"training.mixed_precision={args.mixed_precision}", "training.use_ema=true"]
+            "training.use_ema=true"]
     argv += [f"{k}={v}" for k, v in overrides.items()]
     if args.device == "cpu":
         os.environ["ACCELERATE_USE_CPU"] = "1"
@@ -64,10 +79,13 @@ def time_variant(args, overrides: dict, output_dir: str) -> tuple[float, float]:
             torch.cuda.synchronize(device)
         if i >= args.warmup:
             times.append(time.perf_counter() - start)
+    flops = trainer.flops_per_sample()
+    compiled = all(getattr(trainer.unwrap(name).forward, "is_compiled", False) for name in trainer.models)
     trainer.accelerator.end_training()
     AcceleratorState._reset_state(True)
     GradientState._reset_state()
-    return statistics.median(times), peak_memory_mb(device)
+    return {"seconds": statistics.median(times), "peak_mib": peak_memory_mb(device), "flops_per_image": flops,
+            "eager_fallback": bool(args.flags[0] == "compile" and not compiled)}
 
 
 def main() -> None:
@@ -75,27 +93,54 @@ def main() -> None:
     parser.add_argument("--config", default="configs/tokenizer/maskbit_tokenizer_12bit.yaml")
     parser.add_argument("--resolution", type=int, default=256)
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--steps", type=int, default=3, help="timed steps per variant (median reported)")
-    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per row (median reported)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (compilation happens here)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--mixed-precision", dest="mixed_precision", choices=("no", "bf16", "fp16"), default="no")
-    parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="*", default=["+ GAN"], choices=list(VARIANTS))
+    parser.add_argument("--flags", nargs="*", default=list(FLAGS), choices=list(FLAGS))
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    print(f"config {args.config}, {args.resolution}px, batch {args.batch}, device {args.device}, "
-          f"{torch.get_num_threads()} CPU threads, mixed precision {args.mixed_precision}")
-    if len(args.variants) == 1:
+    if args.child:  # one row, in this fresh process
+        overrides = {"training.mixed_precision": "no", **VARIANTS[args.variants[0]], **FLAGS[args.flags[0]]}
         with tempfile.TemporaryDirectory() as output_dir:
-            seconds, memory = time_variant(args, VARIANTS[args.variants[0]], output_dir)
-        print(f"{args.variants[0]:<22}{seconds:>10.3f}{memory:>12.0f}", flush=True)
+            print(json.dumps(time_variant(args, overrides, output_dir)), flush=True)
         return
-    print(f"{'variant':<22}{'s/step':>10}{'peak MiB':>12}", flush=True)
-    for name in args.variants:
-        argv = [a for a in sys.argv[1:] if a != "--variants" and a not in VARIANTS]
-        result = subprocess.run([sys.executable, __file__, *argv, "--variants", name], capture_output=True, text=True)
-        if result.returncode != 0:
-            sys.exit(f"variant '{name}' failed:\n{result.stderr[-3000:]}")
-        print(result.stdout.strip().splitlines()[-1], flush=True)
+    device = torch.device(args.device)
+    peaks = {"fp32": measure_matmul_flops(device, torch.float32), "bf16": measure_matmul_flops(device, torch.bfloat16)}
+    print(f"config {args.config}, {args.resolution}px, batch {args.batch}, device {args.device}, "
+          f"{torch.get_num_threads()} CPU threads; measured matmul peak: fp32 {peaks['fp32'] / 1e12:.3f} TFLOP/s, "
+          f"bf16 {peaks['bf16'] / 1e12:.3f} TFLOP/s")
+    memory = "peak MiB" if device.type == "cuda" else "peak RSS MiB"
+    print(f"{'losses':<20}{'flags':<15}{'ms/step':>10}{'images/s':>10}{memory:>14}{'MFU':>8}", flush=True)
+    base = [a for a in sys.argv[1:]]
+    for variant in args.variants:
+        for flag in args.flags:
+            argv = _without_lists(base) + ["--variants", variant, "--flags", flag, "--child"]
+            result = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True)
+            if result.returncode != 0:
+                print(f"{variant:<20}{flag:<15} failed: {result.stderr.strip().splitlines()[-1][:200]}", flush=True)
+                continue
+            row = json.loads(result.stdout.strip().splitlines()[-1])
+            images_per_s = args.batch / row["seconds"]
+            peak = peaks["bf16" if flag == "bf16" else "fp32"]
+            mfu = images_per_s * row["flops_per_image"] / peak
+            flag = f"{flag} (eager!)" if row["eager_fallback"] else flag  # compile fell back to eager
+            print(f"{variant:<20}{flag:<15}{row['seconds'] * 1e3:>10.1f}{images_per_s:>10.2f}{row['peak_mib']:>14.0f}"
+                  f"{mfu:>8.1%}", flush=True)
+
+
+def _without_lists(argv: list[str]) -> list[str]:
+    """argv without the --variants / --flags lists (the child gets one value of each)."""
+    out, skipping = [], False
+    for arg in argv:
+        if arg in ("--variants", "--flags"):
+            skipping = True
+        elif arg.startswith("--"):
+            skipping = False
+        if not skipping:
+            out.append(arg)
+    return out
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ precision) is printed and recorded in metrics.json ("protocol"). Writes metrics.
 from __future__ import annotations
 
 import pprint
+import time
 
 import torch
 import torchvision
@@ -44,7 +45,9 @@ def main(argv=None) -> dict:
                                    state.num_processes)
     if state.is_main_process:
         print(f"Evaluating tokenizer model at {config.dataset.preprocessing.resolution} resolution.")
+    start = time.perf_counter()
     metrics, examples = evaluate_tokenizer(model, loader, evaluator, device, progress=state.is_main_process)
+    seconds = time.perf_counter() - start
     skipped = torch.tensor([loader.dataset.num_skipped], device=device)
     if state.num_processes > 1:
         torch.distributed.all_reduce(skipped)
@@ -66,6 +69,9 @@ def main(argv=None) -> dict:
             grid = torch.cat([originals, reconstructions])
             torchvision.utils.save_image(grid, out_dir / "reconstructions.png", nrow=len(originals), padding=2)
         print(f"wrote {out_dir / 'metrics.json'} ({int(evaluator.count)} images)")
+        rate = float(evaluator.count) / seconds
+        print(f"throughput: {rate:.2f} images/s over {state.num_processes} process(es) "
+              f"({rate / state.num_processes:.2f} images/s per process; loading, reconstruction and metrics)")
     state.wait_for_everyone()
     return metrics
 

@@ -1,6 +1,7 @@
 """TokenizerEvaluator bookkeeping and scripts/eval_tokenizer.py end to end (1 vs 2 processes)."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -134,6 +135,7 @@ def test_script_one_and_two_processes_agree(eval_setup):
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env, cwd=REPO)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "EVALUATION" in result.stdout and "Evaluating tokenizer model at 32 resolution." in result.stdout
+    assert re.search(r"throughput: [0-9.]+ images/s over [12] process\(es\) \([0-9.]+ images/s per process", result.stdout)
     two = json.loads((root / "two" / "metrics.json").read_text())
     assert two.pop("protocol")["num_images"] == 5
     assert_metrics_close(two, single)

@@ -52,7 +52,8 @@ def test_adamw_matches_reference_settings():
     opt = build_adamw(model.parameters(), 1e-4, cfg.optimizer)
     assert len(opt.param_groups) == 1 and opt.param_groups[0]["weight_decay"] == 0.045  # decay on everything
     assert opt.param_groups[0]["betas"] == (0.9, 0.96) and opt.param_groups[0]["eps"] == 1e-8
-    assert opt.param_groups[0]["foreach"] is False and not opt.param_groups[0]["fused"]  # CPU: plain path
+    # CPU: multi-tensor path, bitwise the single-tensor update (tests/test_fast_paths.py)
+    assert opt.param_groups[0]["foreach"] is True and not opt.param_groups[0]["fused"]
 
 
 def test_ema_decay_sequence():

@@ -63,6 +63,8 @@ class GeneratorTrainer(Trainer):
         self.register("generator", models={"generator": generator}, optimizers={"generator": optimizer},
                       schedulers={"generator": scheduler})
         self.loss_fn = self.build_loss()
+        # tokens/s in the logs: the tokenizer's tokens per image (2D grid or 1D sequence)
+        self.tokens_per_sample = math.prod(self.tokenizer.token_grid(cfg.dataset.preprocessing.resolution))
         self._batch_number = 0  # micro-batches consumed: the masking seed (reset by train_batches on resume)
 
     # ------------------------------------------------------------------- what a generator family changes
@@ -143,6 +145,13 @@ class GeneratorTrainer(Trainer):
         for key in ("masked_token_loss", "masked_correct_tokens"):
             logs[key] = torch.nan_to_num(logs[key], nan=0.0)
         return logs
+
+    def flops_per_sample(self) -> float:
+        """3 x the forward FLOPs of the generator on one fully masked sample (MFU in the logs)."""
+        from training.throughput import forward_flops
+        model = self.unwrap("generator")
+        tokens = torch.full((1, model.seq_len, model.splits), model.mask_token, device=self.device)
+        return 3.0 * forward_flops(model, tokens, torch.zeros(1, dtype=torch.long, device=self.device))
 
     # ------------------------------------------------------------------------------------------- images
     def _check_grid_classes(self, num_classes: int) -> None:

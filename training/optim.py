@@ -11,8 +11,9 @@ from torch.optim import AdamW
 def build_adamw(parameters: Iterable[torch.nn.Parameter], lr: float, optimizer_config) -> AdamW:
     """AdamW with betas/eps/weight decay from `config.optimizer.params`.
 
-    On CUDA the fused kernel is used (one launch for all parameters; same update up to float rounding). On CPU
-    the default single-tensor implementation is kept, so CPU results are those of the reference.
+    On CUDA the fused kernel is used (one launch for all parameters; same update up to float rounding). Elsewhere
+    the multi-tensor (foreach) implementation: the same elementwise operations as the single-tensor default, batched
+    over parameters, so results are bitwise those of the reference (tests/test_fast_paths.py checks it).
     """
     p = optimizer_config.params if hasattr(optimizer_config, "params") else optimizer_config
     if getattr(optimizer_config, "name", "adamw") != "adamw":
@@ -21,7 +22,7 @@ def build_adamw(parameters: Iterable[torch.nn.Parameter], lr: float, optimizer_c
     tensors = [q for g in parameters for q in (g["params"] if isinstance(g, dict) else [g])]
     on_cuda = bool(tensors) and all(q.is_cuda and q.is_floating_point() for q in tensors)
     return AdamW(parameters, lr=lr, betas=(p.beta1, p.beta2), eps=p.epsilon, weight_decay=p.weight_decay,
-                 foreach=False if not on_cuda else None, fused=True if on_cuda else None)
+                 foreach=None if on_cuda else True, fused=True if on_cuda else None)
 
 
 def scaled_lr(lr: float, config, num_processes: int) -> float:

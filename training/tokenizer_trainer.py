@@ -9,6 +9,12 @@ One optimizer step:
        the tokenizer update) -> backward -> clip -> AdamW -> LR step -> zero grad
     4. EMA update of the tokenizer, global_step += 1 (the GAN switch and entropy annealing see the step before)
 
+Under `training.mixed_precision=bf16` the networks run in bf16 (autocast) but the LFQ quantizer, its entropy
+loss and the loss terms are float32: the quantizer upcasts its input, so its codes, commitment loss and entropy
+(a softmax at temperature 0.01, which bf16 would round coarsely) are those of the float32 latents it gets; the
+reconstruction enters the losses as float32 and the discriminator logits are upcast before the GAN losses. In fp32
+runs these casts are no-ops.
+
 Discriminator and DDP: the reference wraps the whole loss module (discriminator inside) in DDP and toggles
 `requires_grad` within it. Here the discriminator is prepared as a model of its own with its own optimizer. The
 generator loss calls the *unwrapped* discriminator with frozen parameters (only d loss / d x_rec is needed), so
@@ -79,6 +85,7 @@ class TokenizerTrainer(Trainer):
         x = self._images(batch)
         with acc.autocast():
             x_rec, info = self.models["tokenizer"](x)
+            x_rec = x_rec.float()  # losses in fp32 (a no-op without mixed precision)
             loss, logs = self.loss_fn.generator_loss(x, x_rec, info, step, self.unwrap("discriminator"),
                                                      self.unwrap("tokenizer").get_last_layer())
         acc.backward(loss)
@@ -96,6 +103,12 @@ class TokenizerTrainer(Trainer):
     def _images(self, batch: Mapping) -> torch.Tensor:
         x = batch["image"].to(self.device, non_blocking=True)
         return x.contiguous(memory_format=torch.channels_last) if self.config.training.channels_last else x
+
+    def flops_per_sample(self) -> float:
+        """3 x the tokenizer's forward FLOPs on one image (MFU in the logs; the discriminator is not counted)."""
+        from training.throughput import forward_flops
+        r = self.config.dataset.preprocessing.resolution
+        return 3.0 * forward_flops(self.unwrap("tokenizer"), torch.zeros(1, 3, r, r, device=self.device))
 
     def _eval_model(self) -> torch.nn.Module:
         return self.ema.module if self.ema is not None else self.unwrap("tokenizer")

@@ -3,7 +3,7 @@
 A subclass implements
     build()             create models, optimizers and LR schedulers and hand them to `register(...)`
     train_step(batch)   one micro-batch (runs inside `accelerator.accumulate`); returns detached scalar loss terms
-and may override `visualize(batch)`, `evaluate()` and `extra_logs()`.
+and may override `visualize(batch)`, `evaluate()`, `extra_logs()` and `flops_per_sample()` (for MFU).
 
 The base class owns the rest: the output directory (one writer at a time: `training.run_lock`; its run identity,
 `run.json` and the merged `config.yaml`, written once the run has started: `training.run_identity`), logging (log file, tensorboard/wandb,
@@ -13,6 +13,12 @@ checkpoints (`training.checkpoint`; a checkpoint that does not load is moved to 
 next older one is used), exact resume / warm start (the config's lr, schedule and weight decay apply unless
 experiment.resume_optimizer_hparams=checkpoint), and the final export of the (EMA) weights to
 `<output_dir>/pytorch_model.bin` in the released plain-state-dict format, and as `<output_dir>/model.safetensors`.
+
+Fast paths (config flags, applied in `register`; docs in README "Fast paths"): `training.compile` (torch.compile of
+each trained model's forward, eager fallback with one warning), `training.gradient_checkpointing` (models with
+`set_gradient_checkpointing`). The log names once the attention kernel (SDPA backend) the main model gets, and every
+log line gives images/s (tokens/s for Stage II), the share of the step spent waiting for data (warned about once
+above 20%) and, on CUDA devices of known peak, MFU (`training.throughput`).
 """
 from __future__ import annotations
 
@@ -35,14 +41,18 @@ from training.run_identity import plan_run, record_start
 from training.run_lock import RunLock
 from training.run_setup import build_accelerator, setup_file_logging
 from training.run_validation import validate_training_config
+from training.throughput import DATA_WAIT_WARNING, Throughput, data_wait_advice, peak_flops
 from utils.atomic import atomic_save_safetensors, atomic_torch_save
+from utils.compile import compile_forward
 from utils.config import as_config, to_plain
+from utils.errors import MaskbitError
 from utils.run_layout import (CORRUPT_PREFIX, METADATA_FILE, WEIGHTS_BIN, WEIGHTS_SAFETENSORS, checkpoint_name,
                               resolve_output_dir)
 
 
 class Trainer:
     main_loss = "total_loss"  # the train_step log entry shown in the progress bar and log lines
+    tokens_per_sample = 0  # Stage II: tokens per image, for the tokens/s of the logs (0: not logged)
 
     def __init__(self, config):
         self.config = cfg = as_config(config)
@@ -113,6 +123,10 @@ class Trainer:
         """Extra scalars for each log step (called on every process: collectives are allowed)."""
         return {}
 
+    def flops_per_sample(self) -> Optional[float]:
+        """Training FLOPs of the main model per sample (forward + backward), for MFU; None: not reported."""
+        return None
+
     # ------------------------------------------------------------------------------------------- helpers
     def register(self, main_model: str, models: Mapping, optimizers: Mapping, schedulers: Mapping,
                  buffers: Optional[Mapping] = None) -> None:
@@ -124,6 +138,40 @@ class Trainer:
         self.buffers = {k: v for k, v in (buffers or {}).items() if v is not None}
         if self.config.training.use_ema:
             self.ema = EMAModel(self.unwrap(main_model), max_decay=self.config.training.ema_decay)
+        self._apply_fast_paths()  # after the EMA copy: it stays a plain eager module
+
+    def _apply_fast_paths(self) -> None:
+        cfg = self.config.training
+        main = self.unwrap(self.main_model)
+        if cfg.gradient_checkpointing:
+            if not hasattr(main, "set_gradient_checkpointing"):
+                raise MaskbitError(f"training.gradient_checkpointing=true is not supported by the "
+                                   f"{type(main).__name__} ({self.main_model}); set it to false.")
+            main.set_gradient_checkpointing(True)
+        if cfg.compile:
+            for name in self.models:
+                compile_forward(self.unwrap(name), f"the {name} forward")
+        self._log_attention_backend(main)
+
+    def _log_attention_backend(self, model: torch.nn.Module) -> None:
+        """Say once which SDPA kernel the main model's attention gets on this device (MATH = unfused fallback)."""
+        from modeling.transformer import SelfAttention, sdpa_backend
+        attention = next((m for m in model.modules() if isinstance(m, SelfAttention)), None)
+        if attention is None:
+            return
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.config.training.mixed_precision,
+                                                                      torch.float32)
+        heads, dim = attention.heads, attention.in_proj_weight.shape[1]
+        seq_len = getattr(model, "seq_len", 256) + 1
+        backend = sdpa_backend(self.device, dtype, heads, dim // heads, seq_len, attention.dropout)
+        where = f"{self.device.type} {str(dtype).replace('torch.', '')}, attention dropout {attention.dropout}"
+        message = f"Attention: scaled_dot_product_attention uses the {backend} kernel ({where})"
+        if backend == "MATH" and self.device.type == "cuda":
+            self.logger.warning(message + ": the unfused fallback (slow, memory-hungry). Flash / memory-efficient "
+                                "kernels need bf16/fp16 (training.mixed_precision=bf16) and supported head sizes.")
+        else:
+            self.logger.info(message + (" (fused CPU kernel)" if backend == "FLASH_ATTENTION" and
+                                        self.device.type == "cpu" else ""))
 
     def unwrap(self, name: str) -> torch.nn.Module:
         return self.accelerator.unwrap_model(self.models[name])
@@ -186,6 +234,7 @@ class Trainer:
         progress = tqdm(total=cfg.training.max_train_steps, initial=self.global_step, dynamic_ncols=True,
                         disable=not acc.is_main_process)
         self._window_start, self._window_steps, self._data_time = time.perf_counter(), 0, 0.0
+        self._windows_logged, self._data_wait_warned = 0, False
         first_batch = True
         while self.global_step < cfg.training.max_train_steps:
             self.guard.check()  # the previous step's losses (synchronises one step late, almost for free)
@@ -285,11 +334,14 @@ class Trainer:
             scalars[f"lr/{name}"] = scheduler.get_last_lr()[0]
         scalars["lr"] = self.schedulers[self.main_model].get_last_lr()[0]
         elapsed = time.perf_counter() - self._window_start
-        images = self._window_steps * cfg.training.per_gpu_batch_size * cfg.training.gradient_accumulation_steps
-        scalars["perf/samples_per_sec"] = images * acc.num_processes / elapsed
-        scalars["perf/samples_per_sec_per_gpu"] = images / elapsed
-        scalars["perf/sec_per_step"] = elapsed / max(1, self._window_steps)
-        scalars["perf/data_time_per_step"] = self._data_time / max(1, self._window_steps)
+        meter = Throughput(cfg.training.per_gpu_batch_size * cfg.training.gradient_accumulation_steps,
+                           acc.num_processes, self.tokens_per_sample)
+        peak = peak_flops(self.device, cfg.training.mixed_precision, cfg.training.enable_tf32)
+        if peak is not None and not hasattr(self, "_flops_per_sample"):
+            self._flops_per_sample = self.flops_per_sample()
+        scalars.update(meter.scalars(self._window_steps, elapsed, self._data_time,
+                                     getattr(self, "_flops_per_sample", None), peak))
+        self._warn_data_wait(scalars["perf/data_wait_fraction"])
         scalars["epoch"] = self._epoch_of(self.global_step)
         scalars["data/skipped_samples"] = self.num_skipped_samples()
         scalars.update(self.extra_logs())
@@ -298,10 +350,31 @@ class Trainer:
         key = key if key in scalars else next((k for k in scalars if k.startswith("train/")), key)
         loss = scalars.get(key, float("nan"))
         self.logger.info(f"step {self.global_step}: loss {loss:.4f} lr {scalars['lr']:.3e} "
-                         f"{scalars['perf/samples_per_sec']:.1f} samples/s | " + " ".join(
+                         f"{self._perf_summary(scalars)} | " + " ".join(
                              f"{k[6:]} {v:.4g}" for k, v in scalars.items() if k.startswith("train/")))
         progress.set_postfix(loss=f"{loss:.4f}", lr=f"{scalars['lr']:.2e}")
         self._window_start, self._window_steps, self._data_time = time.perf_counter(), 0, 0.0
+
+    @staticmethod
+    def _perf_summary(scalars: Mapping[str, float]) -> str:
+        """`12.3 images/s (6.2/process) 3150 tokens/s, data wait 4%, MFU 31.0%` (tokens and MFU where known)."""
+        text = (f"{scalars['perf/images_per_sec']:.1f} images/s "
+                f"({scalars['perf/images_per_sec_per_process']:.1f}/process)")
+        if "perf/tokens_per_sec" in scalars:
+            text += f" {scalars['perf/tokens_per_sec']:.0f} tokens/s"
+        text += f", data wait {scalars['perf/data_wait_fraction']:.0%}"
+        if "perf/mfu" in scalars:
+            text += f", MFU {scalars['perf/mfu']:.1%}"
+        return text
+
+    def _warn_data_wait(self, fraction: float) -> None:
+        """Once per run (main process), from the second log window on (the first includes the workers' start-up)."""
+        self._windows_logged += 1
+        if not self.accelerator.is_main_process or self._data_wait_warned or self._windows_logged < 2 or fraction <= DATA_WAIT_WARNING:
+            return
+        self._data_wait_warned = True
+        self.logger.warning(data_wait_advice(fraction, self.config.dataset.params.num_workers_per_gpu,
+                                             self.tokens_per_sample > 0))
 
     def log_image(self, key: str, grid: torch.Tensor) -> None:
         """Send a (3, H, W) uint8 image grid to the tracker (main process only)."""

@@ -309,6 +309,8 @@ class TrainingConfig:
     num_generated_images: int = 2  # images in each training grid (<= per_gpu_batch_size)
     max_grad_norm: float = 1.0
     channels_last: bool = False  # convert conv models and images to channels_last memory format
+    compile: bool = False  # torch.compile the models' forward (eager fallback with one warning; same math)
+    gradient_checkpointing: bool = False  # recompute transformer blocks in backward: less memory, same numerics
 
 
 # --------------------------------------------------------------------------------------------- evaluation
@@ -339,6 +341,7 @@ class SampleConfig:  # scripts/sample.py (sampling settings live in the generato
     batch_size: int = 32
     output: str = "samples.png"  # PNG grid
     dtype: str = "fp32"  # fp32 | bf16 (generator under bf16 autocast; opt-in, results differ slightly)
+    compile: bool = False  # torch.compile the generator forward of each sampling step (eager fallback, same math)
     device: str = ""  # '' = cuda if available, else cpu
 
 

@@ -119,7 +119,7 @@ class VQGANLoss(nn.Module):
             if discriminator is None:
                 raise ValueError(f"the GAN loss is active at step {step} but no discriminator was passed")
             discriminator.requires_grad_(False)
-            g_loss = self.g_loss_fn(discriminator(x_rec))
+            g_loss = self.g_loss_fn(discriminator(x_rec).float())  # fp32 loss under autocast
             if self.adaptive_weight:
                 if last_layer is None:
                     raise ValueError("discriminator_gradient_penalty=adopt_weight needs last_layer")
@@ -137,8 +137,8 @@ class VQGANLoss(nn.Module):
         """
         factor = self.discriminator_factor(step)
         discriminator.requires_grad_(True)
-        logits_real = discriminator(x.detach())
-        logits_fake = discriminator(x_rec.detach())
+        logits_real = discriminator(x.detach()).float()  # fp32 losses under autocast (no-op otherwise)
+        logits_fake = discriminator(x_rec.detach()).float()
         total = factor * self.d_loss_fn(logits_real, logits_fake)
         lecam = torch.zeros((), device=x.device)
         if self.lecam is not None:
