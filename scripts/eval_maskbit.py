@@ -115,13 +115,12 @@ def num_classes(config) -> int:
 
 
 def evaluate_seed(config, state, seed: int, out_dir, labels, classes: int, inception, reference,
-                  cache_dir) -> dict:
-    """Generate (or resume) the sample set of one seed under out_dir and score it with the ADM suite."""
+                  cache_dir, weights: dict) -> dict:
+    """Generate (or resume) the sample set of one seed under out_dir and score it with the ADM suite; `weights`:
+    the sha256 of both weight files (hashed once per run), which key the sample cache."""
     cfg, device = config.evaluation, state.device
     num_samples, resolution = cfg.num_samples, config.dataset.preprocessing.resolution
-    run_info = {"seed": seed, "resolution": resolution, "num_classes": classes,
-                "tokenizer_sha256": weights_sha256(config.experiment.vqgan_checkpoint, "vqgan_checkpoint"),
-                "generator_sha256": weights_sha256(config.experiment.generator_checkpoint, "generator_checkpoint"),
+    run_info = {"seed": seed, "resolution": resolution, "num_classes": classes, **weights,
                 "sampling": generation_settings(config, evaluation=True)}
     if cfg.protocol != "adm":  # recorded only when not the default, so earlier sample folders still resume
         run_info["protocol"] = cfg.protocol
@@ -181,12 +180,14 @@ def main(argv=None) -> dict:
     classes = num_classes(config)
     seeds = list(cfg.seeds) or [cfg.seed]
     cache_dir = cfg.feature_cache_dir or out_dir / "inception_features"  # shared by the seeds: reference once
+    weights = {"tokenizer_sha256": weights_sha256(config.experiment.vqgan_checkpoint, "vqgan_checkpoint"),
+               "generator_sha256": weights_sha256(config.experiment.generator_checkpoint, "generator_checkpoint")}
     per_seed = {}
     for seed in seeds:
         seed_dir = out_dir if len(seeds) == 1 else out_dir / f"seed_{seed}"
         labels = class_labels(cfg.num_samples, classes, seed)
         per_seed[seed] = evaluate_seed(config, state, seed, seed_dir, labels, classes, inception, reference,
-                                       cache_dir)
+                                       cache_dir, weights)
 
     sampling = generation_settings(config, evaluation=True)
     notes = []
