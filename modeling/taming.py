@@ -3,6 +3,7 @@
 Differs from VQGAN+: conv biases, true 1x1 input shortcuts, self-attention at 16x16 and in the middle, 3 residual
 blocks per decoder level, 1x1 `quant_conv` / `post_quant_conv`, explicit (0, 1, 0, 1) padding before the stride-2
 convs, and [-1, 1] pixels inside (inputs and outputs of this class stay in [0, 1]).
+`set_gradient_checkpointing(True)` recomputes each level (with its resampler) and the middle in backward.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from torch import nn
 
 from modeling.layers import group_norm
 from modeling.quantizers.vector import VectorQuantizer
+from modeling.recompute import RecomputedStages, set_gradient_checkpointing
 from modeling.registry import register_builder
 from modeling.tokenizer import SpatialTokenizer
 
@@ -52,7 +54,8 @@ class TamingAttention(nn.Module):
 
 
 class _Level(nn.Module):
-    """One resolution level: `block` (residual blocks), `attn` (one per block, or empty), optional resampler."""
+    """One resolution level: `block` (residual blocks), `attn` (one per block, or empty), then the optional
+    resampler the encoder / decoder attaches as `downsample` / `upsample`."""
 
     def __init__(self, in_channels: int, out_channels: int, num_blocks: int, attention: bool):
         super().__init__()
@@ -65,6 +68,10 @@ class _Level(nn.Module):
             h = block(h)
             if len(self.attn) > 0:
                 h = self.attn[i](h)
+        if hasattr(self, "downsample"):
+            h = self.downsample(h)
+        if hasattr(self, "upsample"):
+            h = self.upsample(h)
         return h
 
 
@@ -93,7 +100,7 @@ class _Resample(nn.Module):
         return self.conv(F.pad(h, (0, 1, 0, 1)))
 
 
-class TamingEncoder(nn.Module):
+class TamingEncoder(RecomputedStages, nn.Module):
     def __init__(self, ch: int, ch_mult: Sequence[int], num_res_blocks: int, attn_resolutions: Sequence[int],
                  resolution: int, z_channels: int, in_channels: int = 3):
         super().__init__()
@@ -113,13 +120,11 @@ class TamingEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv_in(x)
         for level in self.down:
-            h = level(h)
-            if hasattr(level, "downsample"):
-                h = level.downsample(h)
-        return self.conv_out(F.silu(self.norm_out(self.mid(h))))
+            h = self.run_stage(level, h)
+        return self.conv_out(F.silu(self.norm_out(self.run_stage(self.mid, h))))
 
 
-class TamingDecoder(nn.Module):
+class TamingDecoder(RecomputedStages, nn.Module):
     def __init__(self, ch: int, ch_mult: Sequence[int], num_res_blocks: int, attn_resolutions: Sequence[int],
                  resolution: int, z_channels: int, out_channels: int = 3):
         super().__init__()
@@ -140,11 +145,9 @@ class TamingDecoder(nn.Module):
         self.conv_out = _conv3x3(width, out_channels)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.mid(self.conv_in(z))
+        h = self.run_stage(self.mid, self.conv_in(z))
         for level in reversed(self.up):
-            h = level(h)
-            if hasattr(level, "upsample"):
-                h = level.upsample(h)
+            h = self.run_stage(level, h)
         return self.conv_out(F.silu(self.norm_out(h)))
 
 
@@ -173,6 +176,10 @@ class TamingVQGAN(SpatialTokenizer):
     def decode(self, z_q: torch.Tensor) -> torch.Tensor:
         """z_q (B, token_size, h, w) -> image (B, 3, H, W) in [0, 1] (unclamped)."""
         return (self.decoder(self.post_quant_conv(z_q)) + 1.0) / 2.0
+
+    def set_gradient_checkpointing(self, enabled: bool = True) -> None:
+        """Recompute the encoder's and decoder's levels in backward (`training.gradient_checkpointing`)."""
+        set_gradient_checkpointing(self, enabled)
 
 
 @register_builder("tokenizer", "taming")

@@ -5,17 +5,19 @@ Module and parameter names mirror the official code so released checkpoints load
 Attention runs through `F.scaled_dot_product_attention` but keeps `torch.nn.MultiheadAttention`'s packed
 parameters (`in_proj_weight`, `in_proj_bias`, `out_proj`) and its initialisation.
 
-`TransformerEncoder.gradient_checkpointing = True` (`training.gradient_checkpointing`) recomputes each block in the
-backward pass instead of keeping its activations: less memory, about one more forward of compute, and the same
-results (the RNG state is restored for the recomputed dropout). `sdpa_backend(...)` names the kernel that
-`F.scaled_dot_product_attention` selects for given shapes, so that a run can say once which one it gets.
+`TransformerEncoder.gradient_checkpointing = True` (`training.gradient_checkpointing`, `modeling.recompute`)
+recomputes each block in the backward pass instead of keeping its activations: less memory, about one more forward
+of compute, and the same results (the RNG state is restored for the recomputed dropout). `sdpa_backend(...)` names
+the kernel that `F.scaled_dot_product_attention` selects for given shapes, so that a run can say once which one it
+gets.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
+
+from modeling.recompute import RecomputedStages
 
 LAYER_NORM_EPS = 1e-12
 
@@ -80,7 +82,7 @@ class FeedForwardBlock(nn.Module):
         return self.norm(x + self.net(x))
 
 
-class TransformerEncoder(nn.Module):
+class TransformerEncoder(RecomputedStages, nn.Module):
     """`depth` (attention, MLP) block pairs; `layers[i]` is a 2-element ModuleList as in the official code."""
 
     def __init__(self, dim: int, depth: int, heads: int, mlp_dim: int, dropout: float = 0.0,
@@ -98,12 +100,8 @@ class TransformerEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, L, D) -> (B, L, D)."""
-        recompute = self.gradient_checkpointing and torch.is_grad_enabled()
         for attention, feed_forward in self.layers:
-            if recompute:
-                x = checkpoint(self._block, attention, feed_forward, x, use_reentrant=False)
-            else:
-                x = self._block(attention, feed_forward, x)
+            x = self.run_stage(self._block, attention, feed_forward, x)
         return x
 
 

@@ -6,6 +6,8 @@
     x_rec = model.decode_tokens(tokens)          # same image as x_rec
 
 There are no pre-/post-quantization 1x1 convs: the encoder's `conv_out` emits the latent the quantizer reads.
+`model.set_gradient_checkpointing(True)` (`training.gradient_checkpointing`) recomputes each resolution stage and
+the mid block in backward (`modeling.recompute`): same results, less activation memory.
 """
 from __future__ import annotations
 
@@ -17,11 +19,12 @@ from torch import nn
 
 from modeling.layers import Conv2dSame, DownsamplingStage, ResidualStage, UpsamplingStage, group_norm
 from modeling.quantizers import LookupFreeQuantizer, VectorQuantizer
+from modeling.recompute import RecomputedStages, set_gradient_checkpointing
 from modeling.registry import register_builder, register_presets
 from modeling.tokenizer import SpatialTokenizer
 
 
-class ConvEncoder(nn.Module):
+class ConvEncoder(RecomputedStages, nn.Module):
     """(B, 3, H, W) -> (B, token_size, H / 2^(L-1), W / 2^(L-1)) with L = len(channel_mult) levels."""
 
     def __init__(self, token_size: int, hidden_channels: int = 128, channel_mult: Sequence[int] = (1, 1, 2, 2, 4),
@@ -41,12 +44,12 @@ class ConvEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv_in(x)
         for stage in self.down:
-            h = stage(h)
-        h = self.mid(h)
+            h = self.run_stage(stage, h)
+        h = self.run_stage(self.mid, h)
         return self.conv_out(F.silu(self.norm_out(h)))
 
 
-class ConvDecoder(nn.Module):
+class ConvDecoder(RecomputedStages, nn.Module):
     """(B, token_size, h, w) -> (B, 3, h * 2^(L-1), w * 2^(L-1)); no output activation.
 
     Stages are applied from the lowest resolution up. `up[0]` is the first-applied stage, except with
@@ -68,9 +71,9 @@ class ConvDecoder(nn.Module):
         self.conv_out = Conv2dSame(widths[0], num_channels, kernel_size=3)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.mid(self.conv_in(z))
+        h = self.run_stage(self.mid, self.conv_in(z))
         for stage in (reversed(self.up) if self.legacy_order else self.up):
-            h = stage(h)
+            h = self.run_stage(stage, h)
         return self.conv_out(F.silu(self.norm_out(h)))
 
 
@@ -102,6 +105,10 @@ class VQGANPlusTokenizer(SpatialTokenizer):
     def decode(self, z_q: torch.Tensor) -> torch.Tensor:
         """z_q (B, C, h, w) -> image (B, 3, H, W)."""
         return self.decoder(z_q)
+
+    def set_gradient_checkpointing(self, enabled: bool = True) -> None:
+        """Recompute the encoder's and decoder's stages in backward (`training.gradient_checkpointing`)."""
+        set_gradient_checkpointing(self, enabled)
 
 
 register_presets("tokenizer", main="tokenizer")

@@ -1,12 +1,13 @@
 """Stage-I training step (tokenizer + discriminator updates, EMA) of a tokenizer config, over the fast-path flags.
 
     python scripts/benchmark_train_step.py --config configs/tokenizer/maskbit_tokenizer_12bit.yaml \
-        --resolution 256 --batch 1 --steps 3 --flags "fp32 eager" bf16 channels_last compile
+        --resolution 256 --batch 1 --steps 3 --flags "fp32 eager" bf16 channels_last compile grad_ckpt
 
 Runs the real `TokenizerTrainer.train_step` on random images. Loss variants (`--variants`): reconstruction +
 quantizer losses only; + GAN (discriminator step and LeCAM; the default); + GAN + perceptual loss (ResNet-50 with
 RANDOM weights: same cost, no download). Fast paths (`--flags`): fp32 eager (the official numerics), bf16
-autocast, channels_last, torch.compile; each is one row, the others off.
+autocast, channels_last, torch.compile, gradient checkpointing of the tokenizer's stages; each is one row, the
+others off.
 
 Per row: the median time per optimizer step (warm-up steps excluded, CUDA synchronised), images/s, peak memory
 (CUDA: max_memory_allocated; CPU: the process peak RSS) and MFU = images/s x 3 x the tokenizer's forward FLOPs per
@@ -45,6 +46,7 @@ FLAGS = {
     "bf16": {"training.mixed_precision": "bf16"},
     "channels_last": {"training.channels_last": True},
     "compile": {"training.compile": True},
+    "grad_ckpt": {"training.gradient_checkpointing": True},
 }
 
 

@@ -13,11 +13,13 @@ the R x R canvas that the padding leaves); boxes are in pixels of that view. Wri
 image: input, mask overlay, reconstruction, the edits) and `<output>/<image name>/{input, mask_overlay,
 reconstruction, edit_<k>}.png`. Edit k of image i uses seed `edit.seed + i * edit.num_samples + k`, so the result
 does not depend on the batch size or on the number of processes (`accelerate launch` shares the images out).
-Sampling settings are the generator's own (`model.mlm_model` for MaskBit).
+Sampling settings are the generator's own (`model.mlm_model` for MaskBit). Prints the edited images/s (overall and
+per process) at the end.
 """
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import torch
@@ -32,6 +34,7 @@ from data.image_folder import list_image_files
 from data.transforms import decode_image, pil_to_uint8, to_float
 from modeling import build_generator, build_tokenizer, edit, generation_settings, load_pretrained
 from modeling.editing import EditError, canvas_and_mask, edit_geometry, reconstruct
+from training.throughput import job_throughput, throughput_line
 from training.token_source import load_frozen_tokenizer
 from utils.atomic import atomic_path
 from utils.config import ConfigError, parse_args_or_exit
@@ -151,6 +154,7 @@ def main(argv=None) -> Path:
     names = [p.stem if p == root else str(p.relative_to(root).with_suffix("")).replace("/", "__") for p in files]
 
     mine = range(state.process_index, len(files), state.num_processes)
+    start = time.perf_counter()
     for i in tqdm(mine, desc="edit", unit="image", disable=not state.is_main_process):
         canvas, pixels = load_input(files[i], spec, opts.mask, side * factor)
         canvas, pixels = canvas.to(device), pixels.to(device)
@@ -167,6 +171,7 @@ def main(argv=None) -> Path:
             with atomic_path(folder / f"{name}.png") as tmp:
                 save_image(image.float().clamp(0, 1).cpu(), tmp, format="png")
     state.wait_for_everyone()
+    throughput = job_throughput(len(files) * opts.num_samples, time.perf_counter() - start, state.num_processes)
 
     if state.is_main_process:  # the grid from the PNGs every process wrote
         columns = ["input", "mask_overlay", "reconstruction"] + [f"edit_{k}" for k in range(opts.num_samples)]
@@ -175,6 +180,8 @@ def main(argv=None) -> Path:
             save_image(torch.stack(rows), tmp, nrow=len(columns), padding=2, pad_value=1.0, format="png")
         print(f"edit.py: {len(files)} image(s) x {opts.num_samples} edits as class {opts.class_id} -> "
               f"{output / 'grid.png'} and {output}/<image>/*.png")
+        print(throughput_line(throughput, f"edited images: {len(files)} input(s) x {opts.num_samples}, with "
+                                          f"loading, reconstruction and saving"))
     return output
 
 

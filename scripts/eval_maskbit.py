@@ -16,7 +16,8 @@ precision, recall, as scripts/evaluate_samples.py) against evaluation.fid_stats_
 a mu/sigma file gives FID and IS only) to <out>/metrics.json, with the protocol (sample count, seeds, sampler
 settings, reference sha256) and a warning for fewer than 50,000 samples or a non-gFID reference.
 evaluation.seeds=[0,1,2]: one sample set per seed under <out>/seed_<s>/, each scored, plus mean and std.
-<out> = experiment.output_dir or $WORKSPACE/outputs/<experiment.name>/eval.
+<out> = experiment.output_dir or $WORKSPACE/outputs/<experiment.name>/eval. The run's images/s (overall and per
+process: generation and scoring of every seed's samples) is printed at the end and recorded ("throughput").
 
 evaluation.protocol picks how samples become the uint8 images Inception sees (evaluation/protocols.py): adm (default,
 MaskBit/ADM: clamp, x255, truncate), maskgit_v1 (per-image min-max normalisation, MaskGIT-pytorch) or maskgit_v2
@@ -43,6 +44,7 @@ from evaluation.protocol import gfid_protocol, gfid_warnings, mean_and_std, prot
 from modeling import build_generator, build_sampler, build_tokenizer, generation_settings, load_pretrained
 from modeling.checkpoint import resolve_checkpoint
 from training.run_setup import process_state, set_backend_flags
+from training.throughput import job_throughput, throughput_line
 from utils.atomic import atomic_write_json
 from utils.config import ConfigError, parse_args_or_exit
 from utils.errors import MaskbitError, run_main
@@ -183,11 +185,13 @@ def main(argv=None) -> dict:
     weights = {"tokenizer_sha256": weights_sha256(config.experiment.vqgan_checkpoint, "vqgan_checkpoint"),
                "generator_sha256": weights_sha256(config.experiment.generator_checkpoint, "generator_checkpoint")}
     per_seed = {}
+    start = time.perf_counter()
     for seed in seeds:
         seed_dir = out_dir if len(seeds) == 1 else out_dir / f"seed_{seed}"
         labels = class_labels(cfg.num_samples, classes, seed)
         per_seed[seed] = evaluate_seed(config, state, seed, seed_dir, labels, classes, inception, reference,
                                        cache_dir, weights)
+    throughput = job_throughput(cfg.num_samples * len(seeds), time.perf_counter() - start, state.num_processes)
 
     sampling = generation_settings(config, evaluation=True)
     notes = []
@@ -213,8 +217,10 @@ def main(argv=None) -> dict:
             print("\n".join(seed_report_lines(per_seed) + [protocol_line(protocol)]))
         for note in notes:
             print(note)
-        record = {**metrics, "protocol": protocol, "warnings": notes}
+        record = {**metrics, "protocol": protocol, "warnings": notes, "throughput": throughput}
         atomic_write_json(out_dir / "metrics.json", record)
+        print(throughput_line(throughput, f"generation and scoring of {cfg.num_samples} samples x {len(seeds)} "
+                                          f"seed(s); samples found in the cache are read, not generated"))
     state.wait_for_everyone()
     return metrics
 

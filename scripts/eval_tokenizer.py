@@ -9,6 +9,7 @@ metrics do not depend on the process count. rFID compares the reconstructions wi
 official evaluator: no statistics file is involved); the protocol (eval set, image count, resize/crop, Inception
 precision) is printed and recorded in metrics.json ("protocol"). Writes metrics.json and reconstructions.png
 (originals on top, reconstructions below) to experiment.output_dir, else $WORKSPACE/outputs/<experiment.name>/eval.
+Prints images/s (overall and per process) at the end, also recorded in metrics.json ("throughput").
 `evaluation.compute_inception=false` / `evaluation.compute_lpips=false` leave those metrics out.
 """
 from __future__ import annotations
@@ -25,6 +26,7 @@ from evaluation.builders import tokenizer_evaluator_from_config
 from evaluation.protocol import protocol_line, rfid_protocol
 from modeling import build_tokenizer, load_pretrained
 from training.run_setup import process_state, set_backend_flags
+from training.throughput import job_throughput, throughput_line
 from utils.atomic import atomic_write_json
 from utils.config import ConfigError, parse_args_or_exit
 from utils.errors import run_main
@@ -63,15 +65,14 @@ def main(argv=None) -> dict:
         print(protocol_line(protocol))
         out_dir = resolve_output_dir(config, "eval")
         out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out_dir / "metrics.json", {**metrics, "protocol": protocol})
+        throughput = job_throughput(int(evaluator.count), seconds, state.num_processes)
+        atomic_write_json(out_dir / "metrics.json", {**metrics, "protocol": protocol, "throughput": throughput})
         if examples is not None:
             originals, reconstructions = examples
             grid = torch.cat([originals, reconstructions])
             torchvision.utils.save_image(grid, out_dir / "reconstructions.png", nrow=len(originals), padding=2)
         print(f"wrote {out_dir / 'metrics.json'} ({int(evaluator.count)} images)")
-        rate = float(evaluator.count) / seconds
-        print(f"throughput: {rate:.2f} images/s over {state.num_processes} process(es) "
-              f"({rate / state.num_processes:.2f} images/s per process; loading, reconstruction and metrics)")
+        print(throughput_line(throughput, "loading, reconstruction and metrics"))
     state.wait_for_everyone()
     return metrics
 

@@ -7,13 +7,15 @@ Prints ADM's summary lines (Inception Score, FID, sFID, Precision, Recall), and 
 sha256 to --output (default: SAMPLES.metrics.json). REFERENCE.npz: an ADM reference batch (arr_0 uint8 NHWC
 images, with or without precomputed mu/sigma/mu_s/sigma_s) or a mu/sigma statistics file (FID and IS only);
 SAMPLES.npz: any batch with arr_0. Inception features are cached per file content and network under
---cache-dir, so a killed run resumes and the reference is processed once.
+--cache-dir, so a killed run resumes and the reference is processed once. The sample batch's images/s (overall and
+per process) is printed at the end and recorded in the JSON ("throughput").
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -23,6 +25,7 @@ from accelerate.utils import parse_flag_from_env
 from evaluation.adm import evaluate_npz, read_reference, summary_lines
 from evaluation.builders import DTYPES
 from evaluation.inception import build_inception
+from training.throughput import job_throughput, throughput_line
 from utils.errors import run_main
 
 
@@ -52,16 +55,20 @@ def main(argv=None) -> dict:
     reference = read_reference(args.ref_batch)  # fails before any work on a bad file
     inception = build_feature_network(args, state.device)
     log = print if state.is_main_process else (lambda *a: None)
+    start = time.perf_counter()
     metrics = evaluate_npz(reference, args.sample_batch, inception, args.cache_dir, args.batch_size, state.device,
                            state.process_index, state.num_processes, progress=state.is_main_process, log=log)
     if state.is_main_process:
+        throughput = job_throughput(metrics["NumSamples"], time.perf_counter() - start, state.num_processes)
         for line in summary_lines(metrics):
             print(line)
         output = Path(args.output or f"{args.sample_batch}.metrics.json")
         record = {**metrics, "reference": {"path": str(reference.path), **reference.info},
-                  "sample_batch": str(args.sample_batch), "inception_dtype": args.dtype}
+                  "sample_batch": str(args.sample_batch), "inception_dtype": args.dtype, "throughput": throughput}
         output.write_text(json.dumps(record, indent=2) + "\n")
         print(f"wrote {output}")
+        print(throughput_line(throughput, "Inception features of the sample batch (and of the reference unless "
+                                          "cached) and the scores"))
     state.wait_for_everyone()
     return metrics or {}
 

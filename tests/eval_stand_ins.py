@@ -1,5 +1,6 @@
-"""Small stand-ins shared by the evaluation tests (not a test module)."""
+"""Small stand-ins and checks shared by the evaluation tests (not a test module)."""
 import os
+import re
 import socket
 
 import torch
@@ -44,3 +45,21 @@ def init_gloo(rank: int, world_size: int, port: int) -> None:
     torch.set_num_threads(1)
     torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                                          world_size=world_size)
+
+
+def assert_throughput_line(output: str, processes: int) -> str:
+    """The `throughput: ... images/s over N process(es) (... images/s per process; WHAT)` line a script printed;
+    returns WHAT."""
+    match = re.search(rf"throughput: [0-9.]+ images/s over {processes} process\(es\) \([0-9.]+ images/s per "
+                      rf"process; (.*)\)$", output, re.MULTILINE)
+    assert match, output[-2000:]
+    return match.group(1)
+
+
+def assert_job_throughput(record: dict, images: int, processes: int, output: str = "") -> None:
+    """A script's "throughput" JSON record (`training.throughput.job_throughput`) and, with `output`, its line."""
+    assert record["images"] == images and record["num_processes"] == processes, record
+    assert record["seconds"] > 0 and record["images_per_sec"] > 0, record
+    assert abs(record["images_per_sec_per_process"] * processes / record["images_per_sec"] - 1) < 1e-12, record
+    if output:
+        assert_throughput_line(output, processes)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from eval_stand_ins import TinyFeatureNet
+from eval_stand_ins import TinyFeatureNet, assert_job_throughput
 from evaluation import frechet_distance, inception_score, precision_recall
 from evaluation.adm import (BatchFileError, NpzImages, adm_inception_score, cached_features, evaluate_npz, gaussian,
                             read_reference, summary_lines)
@@ -137,7 +137,8 @@ def test_cli_prints_the_adm_summary_lines(tmp_path, monkeypatch, capsys):
     np.savez(tmp_path / "samples.npz", arr_0=random_images(6, 6))
     metrics = evaluate_samples.main([str(tmp_path / "ref.npz"), str(tmp_path / "samples.npz"),
                                      "--cache-dir", str(tmp_path / "cache")])
-    lines = capsys.readouterr().out.splitlines()
+    out = capsys.readouterr().out
+    lines = out.splitlines()
     summary = lines[lines.index("Computing evaluations...") + 1:][:5]
     labels = ["Inception Score", "FID", "sFID", "Precision", "Recall"]
     assert [line.split(": ")[0] for line in summary] == labels
@@ -149,6 +150,7 @@ def test_cli_prints_the_adm_summary_lines(tmp_path, monkeypatch, capsys):
     record = json.loads((tmp_path / "samples.npz.metrics.json").read_text())
     assert {k: record[k] for k in keys} == {k: metrics[k] for k in keys}
     assert record["reference"]["sha256"] == read_reference(tmp_path / "ref.npz").info["sha256"]
+    assert_job_throughput(record["throughput"], images=6, processes=1, output=out)
 
 
 def test_cli_bad_reference_exits_2(tmp_path, capsys):

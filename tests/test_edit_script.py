@@ -46,7 +46,9 @@ def setup(tmp_path_factory):
     return root, args
 
 
-def test_edit_script_writes_grid_and_panels(setup):
+def test_edit_script_writes_grid_and_panels(setup, capsys):
+    from eval_stand_ins import assert_throughput_line
+
     root, args = setup
     script = _script()
     for name, option in [("box", "edit.box=[3,5,5,3]"), ("mask", f"edit.mask={root / 'mask.png'}"),
@@ -56,6 +58,7 @@ def test_edit_script_writes_grid_and_panels(setup):
         assert Image.open(out / "grid.png").size == (2 + 6 * 18, 2 + 18)  # input, overlay, reconstruction, 3 edits
         for panel in ["input", "mask_overlay", "reconstruction", "edit_0", "edit_1", "edit_2"]:
             assert Image.open(out / "in" / f"{panel}.png").size == (16, 16), (name, panel)
+        assert assert_throughput_line(capsys.readouterr().out, 1).startswith("edited images: 1 input(s) x 3,")
     edits = [np.asarray(Image.open(root / "box" / "in" / f"edit_{k}.png")) for k in range(3)]
     assert not np.array_equal(edits[0], edits[1])  # a seed per edit
     overlay = np.asarray(Image.open(root / "box" / "in" / "mask_overlay.png")).astype(int)
@@ -108,6 +111,8 @@ def test_two_processes_write_the_same_pngs_as_one(setup, tmp_path):
     env = dict(os.environ, ACCELERATE_USE_CPU="1", PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+    from eval_stand_ins import assert_throughput_line
+    assert assert_throughput_line(result.stdout, 2).startswith("edited images: 3 input(s) x 2,")
     written = sorted(p.relative_to(one) for p in one.rglob("*.png"))
     assert len(written) == 1 + 3 * 5 and (one / "sub__c" / "edit_1.png").is_file()
     for path in written:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from eval_stand_ins import TinyFeatureNet, free_port
+from eval_stand_ins import TinyFeatureNet, assert_job_throughput, free_port
 from evaluation import (GeneratorEvaluator, SampleChunks, class_labels, frechet_distance, generate_chunks,
                         inception_score, iterate_chunk_batches, save_fid_stats)
 
@@ -106,6 +106,7 @@ def test_script_samples_identical_with_one_and_two_processes(checkpoints, monkey
     assert protocol["reference"]["sha256"] == hashlib.sha256((root / "stats.npz").read_bytes()).hexdigest()
     assert protocol["sampling"]["num_steps"] == 3
     assert any("7 samples" in w for w in record["warnings"]) and any("unknown" in w for w in record["warnings"])
+    assert_job_throughput(record["throughput"], images=7, processes=1)
 
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
@@ -117,6 +118,8 @@ def test_script_samples_identical_with_one_and_two_processes(checkpoints, monkey
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Results for 4 bits with 3 steps." in result.stdout
+    throughput = json.loads((root / "two" / "metrics.json").read_text())["throughput"]  # (--cpu: maybe 1 process)
+    assert_job_throughput(throughput, images=7, processes=throughput["num_processes"], output=result.stdout)
     one = np.load(root / "one" / "samples_7x16x16x3.npz")["arr_0"]
     two = np.load(root / "two" / "samples_7x16x16x3.npz")["arr_0"]
     assert one.shape == (7, 16, 16, 3) and one.std() > 0
@@ -146,6 +149,8 @@ def test_multi_seed_report_with_one_and_two_processes(checkpoints, tmp_path, mon
         assert one["std"][k] == pytest.approx(np.std(values[k], ddof=1), rel=1e-12)
     assert f"FID: {one['mean']['FID']!r} +- {one['std']['FID']!r} (mean +- std over seeds [0, 1])" in out
     assert "seed 1:" in out and "WARNING: gFID from 5 samples" in out
+    assert_job_throughput(json.loads((tmp_path / "one" / "metrics.json").read_text())["throughput"], images=10,
+                          processes=1, output=out)  # 5 samples x 2 seeds
 
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
@@ -158,6 +163,7 @@ def test_multi_seed_report_with_one_and_two_processes(checkpoints, tmp_path, mon
     assert result.returncode == 0, result.stderr[-3000:]
     assert "[rank 1] generated" in result.stdout  # really two processes
     two = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert_job_throughput(two["throughput"], images=10, processes=2, output=result.stdout)
     for seed in ("0", "1"):
         a = np.load(tmp_path / "one" / f"seed_{seed}" / "samples_5x16x16x3.npz")["arr_0"]
         b = np.load(tmp_path / "two" / f"seed_{seed}" / "samples_5x16x16x3.npz")["arr_0"]

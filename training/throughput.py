@@ -1,7 +1,10 @@
-"""Throughput of a training run: images/s, tokens/s, the share of the step spent waiting for data, and MFU.
+"""Throughput of a training run: images/s, tokens/s, the share of the step spent waiting for data, and MFU; and the
+images/s of a finished job (evaluation, editing).
 
     meter = Throughput(batch_per_process=16, num_processes=8, tokens_per_sample=256)
     scalars = meter.scalars(steps=50, seconds=12.0, data_seconds=1.1, flops_per_sample=..., peak_flops=...)
+    record = job_throughput(num_images=50000, seconds=600.0, num_processes=8)   # for metrics.json
+    print(throughput_line(record, "generation and scoring"))
 
 MFU (model FLOPs utilisation) = model training FLOPs per second / the device's dense bf16 (or fp32/TF32) peak. It is
 reported only where the peak is known: CUDA devices named in `PEAK_TFLOPS` (vendor dense peaks, no sparsity). The
@@ -74,6 +77,19 @@ class Throughput:
         out["perf/samples_per_sec"] = out["perf/images_per_sec"]  # the older names, kept for existing readers
         out["perf/samples_per_sec_per_gpu"] = per_process
         return out
+
+
+def job_throughput(num_images: int, seconds: float, num_processes: int) -> dict:
+    """images/s of a job that handled `num_images` over all processes in `seconds` of wall time (the JSON record)."""
+    rate = num_images / max(seconds, 1e-9)
+    return {"images": int(num_images), "seconds": round(seconds, 3), "num_processes": int(num_processes),
+            "images_per_sec": rate, "images_per_sec_per_process": rate / max(1, num_processes)}
+
+
+def throughput_line(record: dict, what: str) -> str:
+    """`throughput: 40.00 images/s over 2 process(es) (20.00 images/s per process; <what>)`."""
+    return (f"throughput: {record['images_per_sec']:.2f} images/s over {record['num_processes']} process(es) "
+            f"({record['images_per_sec_per_process']:.2f} images/s per process; {what})")
 
 
 def data_wait_advice(fraction: float, workers: int, stage_two: bool) -> str:

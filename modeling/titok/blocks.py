@@ -16,6 +16,8 @@ from typing import Optional
 import torch
 from torch import nn
 
+from modeling.recompute import RecomputedStages
+
 # vit size name -> (width, layers, heads); head dim 64 in every size, MLP ratio 4
 VIT_SIZES = {"small": (512, 8, 8), "base": (768, 12, 12), "large": (1024, 24, 16)}
 
@@ -61,15 +63,15 @@ def _scaled_randn(*shape: int, width: int) -> nn.Parameter:
     return nn.Parameter(width ** -0.5 * torch.randn(*shape))
 
 
-def _run_blocks(blocks: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
-    """(B, L, W) through the sequence-first blocks and back."""
+def _run_blocks(vit: RecomputedStages, blocks: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
+    """(B, L, W) through the sequence-first blocks and back; each block is a stage `vit` may recompute."""
     x = x.permute(1, 0, 2)
     for block in blocks:
-        x = block(x)
+        x = vit.run_stage(block, x)
     return x.permute(1, 0, 2)
 
 
-class TiTokEncoder(nn.Module):
+class TiTokEncoder(RecomputedStages, nn.Module):
     """Image (B, 3, H, W) and the model's latent tokens (N, W) -> latent (B, C, 1, N).
 
     Sequence `[cls, patches (row-major), latent tokens]`; only the latent positions are kept. C = token_size, or
@@ -109,7 +111,7 @@ class TiTokEncoder(nn.Module):
         latents = latent_tokens.to(x.dtype).unsqueeze(0).expand(batch, -1, -1)
         latents = latents + self.latent_token_positional_embedding.to(x.dtype)
         x = self.ln_pre(torch.cat([x, latents], dim=1))
-        x = _run_blocks(self.transformer, x)
+        x = _run_blocks(self, self.transformer, x)
         x = self.ln_post(x[:, 1 + self.grid_size ** 2:])  # (B, N, W)
         n = x.shape[1]
         if self.is_legacy:
@@ -133,7 +135,7 @@ class PatchesToPixels(nn.Module):
         return x.reshape(b, p, p, 3, h, w).permute(0, 3, 4, 1, 5, 2).reshape(b, 3, h * p, w * p)
 
 
-class TiTokDecoder(nn.Module):
+class TiTokDecoder(RecomputedStages, nn.Module):
     """Latent (B, C, 1, N) -> legacy: MaskGIT-VQGAN code logits (B, 1024, h, w); else pixels (B, 3, H, W).
 
     Queries: one learned mask token per grid cell; sequence `[cls, mask tokens, latents]`; the latents get their
@@ -176,7 +178,7 @@ class TiTokDecoder(nn.Module):
         cls = self.class_embedding.to(x.dtype) + x.new_zeros(batch, 1, self.width)
         queries = torch.cat([cls, queries], dim=1) + self.positional_embedding.to(x.dtype)
         x = self.ln_pre(torch.cat([queries, x], dim=1))
-        x = _run_blocks(self.transformer, x)
+        x = _run_blocks(self, self.transformer, x)
         x = self.ln_post(x[:, 1:1 + cells])  # (B, grid^2, W)
         x = x.permute(0, 2, 1).reshape(batch, self.width, self.grid_size, self.grid_size)
         return self.conv_out(self.ffn(x))

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from modeling.layers import Conv2dSame, ResidualBlock, group_norm
+from modeling.recompute import RecomputedStages
 from modeling.tokenizer import SpatialTokenizer
 
 CHANNEL_MULT = (1, 1, 2, 2, 4)
@@ -29,6 +30,12 @@ CHANNEL_MULT = (1, 1, 2, 2, 4)
 def _blocks(in_channels: int, out_channels: int, num_blocks: int) -> nn.ModuleList:
     widths = [in_channels] + [out_channels] * num_blocks
     return nn.ModuleList(ResidualBlock(widths[i], widths[i + 1]) for i in range(num_blocks))
+
+
+def _run_in_order(blocks: nn.ModuleList, h: torch.Tensor) -> torch.Tensor:
+    for block in blocks:
+        h = block(h)
+    return h
 
 
 class _DownLevel(nn.Module):
@@ -83,14 +90,14 @@ class MaskGITEncoder(nn.Module):
         h = self.conv_in(x)
         for level in self.down:
             h = level(h)
-        for block in self.mid:
-            h = block(h)
+        h = _run_in_order(self.mid, h)
         return self.conv_out(F.silu(self.norm_out(h)))
 
 
-class MaskGITDecoder(nn.Module):
+class MaskGITDecoder(RecomputedStages, nn.Module):
     """(B, z_channels, h, w) -> (B, 3, 16h, 16w), no output activation. `up[i]` is level i (up[0] at full
-    resolution); the levels run from the last one down to `up[0]`."""
+    resolution); the levels run from the last one down to `up[0]`. Trained as TiTok's stage-2 pixel decoder, whose
+    gradient checkpointing recomputes the mid blocks and each level."""
 
     def __init__(self, hidden_channels: int = 128, channel_mult: Sequence[int] = CHANNEL_MULT,
                  num_res_blocks: int = 2, z_channels: int = 256, num_channels: int = 3):
@@ -104,11 +111,9 @@ class MaskGITDecoder(nn.Module):
         self.conv_out = Conv2dSame(widths[0], num_channels, kernel_size=3)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.conv_in(z)
-        for block in self.mid:
-            h = block(h)
+        h = self.run_stage(_run_in_order, self.mid, self.conv_in(z))
         for level in reversed(self.up):
-            h = level(h)
+            h = self.run_stage(level, h)
         return self.conv_out(F.silu(self.norm_out(h)))
 
 
