@@ -226,12 +226,17 @@ def test_tokenizer_training_with_gradient_checkpointing_gives_the_same_weights(t
     shards = write_synthetic_shards(str(tmp_path / "shards"), num_train=16, num_val=4, resolution=16, seed=0)
     recomputed = []
     checkpoint = modeling.recompute.checkpoint
-    monkeypatch.setattr(modeling.recompute, "checkpoint", lambda *a, **k: (recomputed.append(1), checkpoint(*a, **k))[1])
+
+    def counted_checkpoint(*args, **kwargs):
+        recomputed.append(1)
+        return checkpoint(*args, **kwargs)
+
+    monkeypatch.setattr(modeling.recompute, "checkpoint", counted_checkpoint)
     weights = []
     for checkpointing in (False, True):
         out = tmp_path / f"run_{checkpointing}"
         cfg = tiny_config(shards, out, experiment={"eval_every": 100, "generate_every": 100, "save_every": 100},
-                          losses={"discriminator_start": 1},
+                          losses={"discriminator_start": 1, "discriminator_gradient_penalty": "adopt_weight"},
                           training={"max_train_steps": 3, "gradient_checkpointing": checkpointing})
         trainer = TokenizerTrainer(cfg)
         assert trainer.unwrap("tokenizer").decoder.gradient_checkpointing is checkpointing

@@ -310,7 +310,7 @@ class TrainingConfig:
     max_grad_norm: float = 1.0
     channels_last: bool = False  # convert conv models and images to channels_last memory format
     compile: bool = False  # torch.compile the models' forward (eager fallback with one warning; same math)
-    gradient_checkpointing: bool = False  # recompute transformer blocks in backward: less memory, same numerics
+    gradient_checkpointing: bool = False  # recompute model stages in backward: less memory, same numerics
 
 
 # --------------------------------------------------------------------------------------------- evaluation
