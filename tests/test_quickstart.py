@@ -1,10 +1,14 @@
 """The quickstart's code path end to end (--short: a few steps per stage), then a second run that reuses it."""
+import importlib.util
 import json
 import math
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+import torch
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -45,3 +49,38 @@ def test_quickstart_short_writes_every_artefact_and_reuses_stages(tmp_path):
     second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert second.returncode == 0, second.stderr[-3000:]
     assert second.stdout.count("reusing") == 7
+
+
+def load_script(name):
+    spec = importlib.util.spec_from_file_location(f"{name}_script", REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_data_parallel_launch_keeps_the_global_batch_and_splits_the_cores():
+    quickstart = load_script("quickstart")
+    config = REPO / "configs" / "quickstart" / "generator_tiny.yaml"
+    assert quickstart.per_process_batch(config, 1) == ["training.per_gpu_batch_size=32"]
+    assert quickstart.per_process_batch(config, 2) == ["training.per_gpu_batch_size=16"]
+    with pytest.raises(SystemExit, match="does not divide"):
+        quickstart.per_process_batch(config, 3)
+    two = quickstart.accelerate("train_maskbit.py", 2)
+    assert two[two.index("--num_processes") + 1] == "2" and "--multi_gpu" in two
+    threads = int(two[two.index("--num_cpu_threads_per_process") + 1])
+    assert threads == max(1, torch.get_num_threads() // 2)
+    one = quickstart.accelerate("train_maskbit.py", 1)
+    assert "--multi_gpu" not in one and one[one.index("--num_cpu_threads_per_process") + 1] == str(
+        torch.get_num_threads())
+
+
+def test_probe_variants_are_typed_as_the_sampler_fields_and_unknown_ones_are_named():
+    from modeling.sampling import SamplingConfig
+    from utils.errors import MaskbitError
+    probe = load_script("quickstart_probe")
+    changes = probe.parse_variant("guidance_scale=5,num_steps=64,skip_unguided_pass=false", SamplingConfig())
+    assert changes == {"guidance_scale": 5.0, "num_steps": 64, "skip_unguided_pass": False}
+    assert isinstance(changes["guidance_scale"], float) and isinstance(changes["num_steps"], int)
+    assert probe.parse_variant("", SamplingConfig()) == {}
+    with pytest.raises(MaskbitError, match="unknown sampler setting 'guidance'"):
+        probe.parse_variant("guidance=5", SamplingConfig())

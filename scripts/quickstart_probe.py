@@ -1,0 +1,84 @@
+"""Class consistency of a quickstart-style generator under other sampler settings, judged as the quickstart does.
+
+    python scripts/quickstart_probe.py --quickstart runs/quickstart --generator runs/quickstart/generator \
+        --variant "" --variant "guidance_scale=5.0,softmax_temperature=0.5" --per-class 50
+
+Uses the quickstart's classifier (`<quickstart>/classifier.pt`), its tokenizer and its sample seeds (sample k of
+every class with seed k). `--generator` is any run folder of `scripts/train_maskbit.py` on the quickstart's tokens
+(its exported `pytorch_model.bin`, or `--raw` for the last checkpoint's non-EMA weights); `--set` overrides the
+generator config (e.g. a run trained with `model.mlm_model.hidden_dim=192`). Each `--variant` is a comma-separated
+list of `SamplingConfig` fields (`modeling.sampling`), "" for the config's own; one JSON line per variant.
+This is how the sampler and schedule figures of docs/quickstart_experiments.md were measured.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from evaluation.synthetic_classifier import SyntheticClassifier, predict
+from evaluation.synthetic_generation import generate_per_class
+from modeling import build_generator, build_tokenizer, load_pretrained, sampling_config
+from training.checkpoint import latest_checkpoint
+from utils.config import load_config
+from utils.errors import MaskbitError, run_main
+from utils.run_layout import MODEL_SUBFOLDER, WEIGHTS_BIN
+
+CONFIG = Path(__file__).resolve().parent.parent / "configs" / "quickstart" / "generator_tiny.yaml"
+
+
+def parse_variant(text: str, settings) -> dict:
+    """"guidance_scale=5.0,num_steps=64" -> {"guidance_scale": 5.0, "num_steps": 64}, typed as the fields."""
+    types = {f.name: type(getattr(settings, f.name)) for f in dataclasses.fields(settings)
+             if getattr(settings, f.name) is not None}  # e.g. autocast_dtype: not a command-line value
+    changes = {}
+    for item in filter(None, text.split(",")):
+        name, _, value = item.partition("=")
+        if name not in types:
+            raise MaskbitError(f"unknown sampler setting '{name}' in --variant '{text}'; known: {sorted(types)}")
+        changes[name] = value.lower() == "true" if types[name] is bool else types[name](value)
+    return changes
+
+
+def generator_weights(run: Path, raw: bool) -> Path:
+    if not raw:
+        return run / WEIGHTS_BIN
+    checkpoint = latest_checkpoint(run)
+    if checkpoint is None:
+        raise MaskbitError(f"--raw needs a checkpoint-* folder in {run}; none found")
+    return checkpoint / MODEL_SUBFOLDER / WEIGHTS_BIN
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quickstart", required=True, type=Path, help="output folder of scripts/quickstart.py")
+    parser.add_argument("--generator", required=True, type=Path, help="run folder of scripts/train_maskbit.py")
+    parser.add_argument("--variant", action="append", default=None, help='sampler changes, e.g. "num_steps=64"')
+    parser.add_argument("--per-class", type=int, default=50)
+    parser.add_argument("--raw", action="store_true", help="the last checkpoint's non-EMA weights")
+    parser.add_argument("--set", nargs="*", default=[], help="generator config overrides (dotted)")
+    args = parser.parse_args(argv)
+    config = load_config([f"config={CONFIG}", *args.set])
+    classifier = SyntheticClassifier(10)
+    classifier.load_state_dict(torch.load(args.quickstart / "classifier.pt", weights_only=True))
+    classifier.eval()
+    tokenizer = load_pretrained(build_tokenizer(config), args.quickstart / "tokenizer" / WEIGHTS_BIN)
+    generator = load_pretrained(build_generator(config), generator_weights(args.generator, args.raw))
+    for text in args.variant or [""]:
+        settings = sampling_config(config)
+        changes = parse_variant(text, settings)
+        start = time.time()
+        images, labels = generate_per_class(generator, tokenizer, 10, args.per_class, settings.replace(**changes))
+        correct = (predict(classifier, images)[0] == labels).float()
+        print(json.dumps({"generator": str(args.generator), "variant": changes,
+                          "class_consistency": round(float(correct.mean()), 3),
+                          "per_class": [round(float(correct[labels == c].mean()), 2) for c in range(10)],
+                          "seconds": round(time.time() - start, 1)}), flush=True)
+
+
+if __name__ == "__main__":
+    run_main(main, prog="quickstart_probe.py")
