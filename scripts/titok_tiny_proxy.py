@@ -6,8 +6,8 @@ No released MaskGIT-VQGAN exists at 32 px: this one is a seeded 3-level MaskGIT-
 codes), trained for `--train-steps` as an L2 autoencoder on synthetic training images
 (`training.titok_proxy.train_maskgit_autoencoder`), whose codebook is then its own encoder features of cells of
 those images in farthest-point order (`modeling.titok.init_codebook_from_images`; `--codebook random`: random
-cells), so its codes follow the image and its decoder decodes them. `--train-steps 0 --codebook random` gives the
-random proxy of the first experiments. Prints the held-out PSNR of its quantized
+cells), so its codes follow the image and its decoder decodes them. `--train-steps 0 --codebook random` gives a
+random proxy like that of the first experiments. Prints the held-out PSNR of its quantized
 reconstructions (clamped, 8-bit rounded), the mean-colour PSNR of the same images and the codes they use.
 """
 from __future__ import annotations

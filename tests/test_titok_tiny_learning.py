@@ -65,7 +65,7 @@ def losses(run_dir, key):
     return [r[key] for r in read_metrics(run_dir / "metrics.jsonl") if key in r]
 
 
-@pytest.mark.slow  # ~7 min on one core, ~5 on two: a trained proxy and 1,300 tokenizer steps
+@pytest.mark.slow  # 432 s on one thread, 400 s on two (shared 2-core machine): proxy + 1,300 tokenizer steps
 def test_tiny_titok_learns_past_the_mean_colour_on_a_cpu(assets):
     root = assets["root"]
     proxy = root / "proxy.bin"
