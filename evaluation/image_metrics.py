@@ -37,6 +37,12 @@ def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return 10.0 * torch.log10(1.0 / (err + 1e-10))
 
 
+def mean_colour_psnr(images: torch.Tensor) -> torch.Tensor:
+    """PSNR of the trivial reconstruction that predicts each image's own mean colour, per image (B,): the floor a
+    tokenizer's PSNR must pass before it carries more than each image's colour."""
+    return psnr(images.mean(dim=(2, 3), keepdim=True).expand_as(images), images)
+
+
 def gaussian_kernel_1d(size: int = SSIM_KERNEL_SIZE, sigma: float = SSIM_SIGMA,
                        dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Normalised 1-D Gaussian, computed in `dtype` (float32 reproduces the reference's kernel bit for bit)."""

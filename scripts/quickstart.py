@@ -39,7 +39,7 @@ import torchvision  # noqa: E402
 from data import write_synthetic_shards  # noqa: E402
 from data.synthetic import CLASS_NAMES  # noqa: E402
 from data.loaders import build_eval_dataloader  # noqa: E402
-from evaluation import psnr  # noqa: E402
+from evaluation import mean_colour_psnr as per_image_mean_colour_psnr, psnr  # noqa: E402
 from evaluation.synthetic_classifier import SyntheticClassifier, predict, train_classifier  # noqa: E402
 from evaluation.synthetic_generation import evaluate_generation, generate_per_class  # noqa: E402
 from modeling import build_generator, build_tokenizer, edit, load_pretrained, sampling_config, token_space  # noqa: E402
@@ -272,7 +272,7 @@ def evaluate_editing(out: Path, data: dict, short: bool) -> dict:
 def mean_colour_psnr(data: dict, config) -> float:
     """PSNR of the trivial reconstruction that predicts each held-out image's mean colour."""
     images, _ = load_images(data["val"], config)
-    return float(psnr(images.mean(dim=(2, 3), keepdim=True).expand_as(images), images).mean())
+    return float(per_image_mean_colour_psnr(images).mean())
 
 
 def check_floors(metrics: dict) -> list[tuple[str, bool, str]]:
