@@ -120,7 +120,8 @@ def native_bf16() -> bool:
     them, bf16 autocast is emulated and slower than float32, so the quickstart keeps float32."""
     if torch.cuda.is_available():
         return torch.cuda.is_bf16_supported()
-    return torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+    return any(getattr(torch.cpu, probe, lambda: False)()  # private probes: absent in some builds -> float32
+               for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
 
 
 def default_processes() -> int:
@@ -311,6 +312,8 @@ def main() -> None:
     parser.add_argument("--tokenizer-precision", choices=("auto", "no", "bf16"), default="auto",
                         help="training.mixed_precision of the tokenizer (auto: bf16 where it runs in hardware)")
     args = parser.parse_args()
+    if args.processes < 1:
+        parser.error(f"--processes must be at least 1, got {args.processes}")
     out, short = args.output.resolve(), args.short
     if args.fresh and out.exists():
         remove_own_outputs(out)
