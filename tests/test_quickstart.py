@@ -1,5 +1,4 @@
 """The quickstart's code path end to end (--short: a few steps per stage), then a second run that reuses it."""
-import importlib.util
 import json
 import math
 import os
@@ -9,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from train_utils import load_script
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -49,13 +50,6 @@ def test_quickstart_short_writes_every_artefact_and_reuses_stages(tmp_path):
     second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert second.returncode == 0, second.stderr[-3000:]
     assert second.stdout.count("reusing") == 7
-
-
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(f"{name}_script", REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_data_parallel_launch_keeps_the_global_batch_and_splits_the_cores():

@@ -1,23 +1,11 @@
 """Atomic files (issue 18, item 1): a write that dies leaves the previous file or nothing, never a partial file;
 the quickstart trusts only its stage markers and `--fresh` removes only what the quickstart wrote."""
-import importlib.util
-import os
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
+from train_utils import load_script
 from utils.atomic import atomic_path, atomic_torch_save, atomic_write_json, atomic_write_text
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def load_quickstart():
-    spec = importlib.util.spec_from_file_location("quickstart_module", REPO / "scripts" / "quickstart.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
@@ -35,7 +23,7 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
 
 
 def test_a_zero_byte_export_is_not_a_finished_quickstart_stage(tmp_path):
-    qs = load_quickstart()
+    qs = load_script("quickstart")
     weights = tmp_path / "tokenizer" / "pytorch_model.bin"
     weights.parent.mkdir()
     weights.write_bytes(b"")  # what a kill during a non-atomic torch.save used to leave
@@ -47,7 +35,7 @@ def test_a_zero_byte_export_is_not_a_finished_quickstart_stage(tmp_path):
 
 
 def test_fresh_removes_only_the_quickstarts_own_outputs(tmp_path):
-    qs = load_quickstart()
+    qs = load_script("quickstart")
     for name in ("data/train/x.tar", "tokenizer/checkpoint-2/metadata.json", ".quickstart/data.done",
                  "metrics.json", "samples.png"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)

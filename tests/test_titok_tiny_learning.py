@@ -4,7 +4,6 @@ then the generator on the stage-2 tokenizer's 1D tokens, each with its config's 
 stage-2 tokenizer's held-out PSNR (scripts/eval_tokenizer.py) must pass the mean-colour PSNR of the same images,
 and the generator's loss must fall. Figures and margins: docs/quickstart_experiments.md, "Tiny TiTok".
 """
-import importlib.util
 import json
 import math
 import subprocess
@@ -18,7 +17,7 @@ from conftest import reset_accelerate_state
 from data import write_synthetic_shards
 from evaluation import mean_colour_psnr
 from modeling import build_tokenizer, load_pretrained
-from train_utils import REPO
+from train_utils import REPO, load_script
 from training.titok_generator_trainer import TiTokGeneratorTrainer
 from training.titok_trainer import TiTokTokenizerTrainer
 from utils.config import load_config
@@ -27,13 +26,6 @@ from utils.run_layout import read_metrics
 pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
 CONFIGS = "configs/quickstart/titok_tiny_{}.yaml"
 NUM_TRAIN, NUM_VAL = 1024, 64
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def write_proxy(path, *args: str) -> dict:

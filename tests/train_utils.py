@@ -1,5 +1,6 @@
 """Shared helpers of the tests/test_train_*.py end-to-end tests: tiny configs and synthetic shards."""
 import copy
+import importlib.util
 import os
 import signal
 import subprocess
@@ -12,6 +13,15 @@ import torch
 from omegaconf import OmegaConf
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def load_script(name: str):
+    """scripts/<name>.py as a module (scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(f"{name}_script", REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 TINY = {
     "experiment": {"name": "tiny", "save_every": 3, "eval_every": 6, "generate_every": 3, "log_every": 2,
