@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from modeling.attention import scaled_dot_product_attention
 from modeling.layers import group_norm
 from modeling.quantizers.vector import VectorQuantizer
 from modeling.recompute import RecomputedStages, set_gradient_checkpointing
@@ -49,7 +50,7 @@ class TamingAttention(nn.Module):
         h = self.norm(x)
         b, c, hh, ww = x.shape
         q, k, v = (proj(h).reshape(b, 1, c, hh * ww).transpose(-1, -2) for proj in (self.q, self.k, self.v))
-        out = F.scaled_dot_product_attention(q, k, v)  # softmax(q k^T / sqrt(c)) v, (b, 1, hw, c)
+        out = scaled_dot_product_attention(q, k, v)  # softmax(q k^T / sqrt(c)) v, (b, 1, hw, c)
         return x + self.proj_out(out.transpose(-1, -2).reshape(b, c, hh, ww))
 
 

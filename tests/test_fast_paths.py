@@ -353,3 +353,28 @@ def test_dynamo_traces_the_generator_forward():
     with torch.no_grad():
         assert torch.equal(compiled(tokens, labels), expected.detach())
     assert compiled.is_compiled and compiled.checked
+
+
+def test_cpu_bf16_training_attention_runs_in_float32_and_inference_is_untouched():
+    from modeling.attention import runs_in_float32_on_cpu, scaled_dot_product_attention
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 9, 8, generator=g).bfloat16().requires_grad_() for _ in range(3))
+    kernels = []
+    original = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(*args, **kwargs):
+        kernels.append((args[0].dtype, torch.is_autocast_enabled("cpu")))
+        return original(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = scaled_dot_product_attention(q, k, v)
+            out.float().sum().backward()
+            with torch.no_grad():
+                inference = scaled_dot_product_attention(q, k, v)
+    assert kernels == [(torch.float32, False), (torch.bfloat16, True)]  # training upcast, inference as PyTorch has it
+    assert out.dtype == inference.dtype == torch.bfloat16 and q.grad.dtype == torch.bfloat16
+    reference = original(q.detach().float(), k.detach().float(), v.detach().float()).bfloat16()
+    assert torch.equal(out, reference)
+    assert runs_in_float32_on_cpu(q) and not runs_in_float32_on_cpu(q.detach().float())

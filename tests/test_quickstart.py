@@ -45,6 +45,10 @@ def test_quickstart_short_writes_every_artefact_and_reuses_stages(tmp_path):
     assert metrics["editing"]["num_images"] == 20 and 0 <= metrics["editing"]["class_consistency"] <= 1
     assert all(math.isfinite(v) for v in finite_numbers(metrics))
     assert len(metrics["floors"]) == 6
+    precision = metrics["settings"]["mixed_precision"]  # --precision auto: bf16 where this CPU runs it natively
+    assert precision == ("bf16" if load_script("quickstart").native_bf16() else "no")
+    if precision == "bf16":  # the generator trained under bf16 autocast, its attention in float32 (a CPU)
+        assert "float32 under bf16 autocast" in (out / "generator" / "logs" / "log.txt").read_text()
     assert sum(line.lstrip().startswith(("PASS", "FAIL")) for line in first.stdout.splitlines()) == 6
 
     second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
@@ -78,3 +82,12 @@ def test_probe_variants_are_typed_as_the_sampler_fields_and_unknown_ones_are_nam
     assert probe.parse_variant("", SamplingConfig()) == {}
     with pytest.raises(MaskbitError, match="unknown sampler setting 'guidance'"):
         probe.parse_variant("guidance=5", SamplingConfig())
+
+
+def test_bf16_precision_samples_the_generator_under_autocast_and_keeps_the_rest():
+    from utils.config import load_config
+    quickstart = load_script("quickstart")
+    config = load_config([f"config={REPO / 'configs' / 'quickstart' / 'generator_tiny.yaml'}"])
+    plain, bf16 = quickstart.generator_sampling(config, "no"), quickstart.generator_sampling(config, "bf16")
+    assert plain.autocast_dtype is None and bf16.autocast_dtype == torch.bfloat16
+    assert bf16.replace(autocast_dtype=None) == plain

@@ -163,8 +163,11 @@ class Trainer:
                                                                       torch.float32)
         heads, dim = attention.heads, attention.in_proj_weight.shape[1]
         seq_len = getattr(model, "seq_len", 256) + 1
-        backend = sdpa_backend(self.device, dtype, heads, dim // heads, seq_len, attention.dropout)
-        where = f"{self.device.type} {str(dtype).replace('torch.', '')}, attention dropout {attention.dropout}"
+        upcast = self.device.type == "cpu" and dtype == torch.bfloat16  # modeling.attention: bf16 backward is slow
+        backend = sdpa_backend(self.device, torch.float32 if upcast else dtype, heads, dim // heads, seq_len,
+                               attention.dropout)
+        kernel_dtype = "float32 under bf16 autocast" if upcast else str(dtype).replace("torch.", "")
+        where = f"{self.device.type} {kernel_dtype}, attention dropout {attention.dropout}"
         message = f"Attention: scaled_dot_product_attention uses the {backend} kernel ({where})"
         if backend == "MATH" and self.device.type == "cuda":
             self.logger.warning(message + ": the unfused fallback (slow, memory-hungry). Flash / memory-efficient "

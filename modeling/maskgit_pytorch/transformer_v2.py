@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from modeling.attention import scaled_dot_product_attention
+
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """x (B, N, D) * (1 + scale (B, D)) + shift (B, D)."""
@@ -59,7 +61,7 @@ class Attention(nn.Module):
         q, k = self.q_norm(self.wq(x)).to(v), self.k_norm(self.wk(x)).to(v)
         q, k, v = (t.view(batch, length, self.heads, self.head_dim).transpose(1, 2) for t in (q, k, v))
         dropout = self.dropout if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+        out = scaled_dot_product_attention(q, k, v, dropout_p=dropout)
         out = self.wo(out.transpose(1, 2).contiguous().view(batch, length, -1))
         return F.dropout(out, self.dropout) if self.training and self.dropout > 0 else out
 

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from modeling.attention import scaled_dot_product_attention
 from modeling.sampling import NoiseFn, Seeds, checked_noise, per_sample_generators
 
 GUIDANCE_DECAYS = ("constant", "linear", "power-cosine")
@@ -86,7 +87,7 @@ class BertSelfAttention(nn.Module):
         b, length, width = x.shape
         q, k, v = (proj(x).view(b, length, self.num_heads, -1).transpose(1, 2)
                    for proj in (self.query, self.key, self.value))
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
+        out = scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
         return out.transpose(1, 2).reshape(b, length, width)
 
 
@@ -186,7 +187,7 @@ class UViTAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, length, width = x.shape
         qkv = self.qkv(x).view(b, length, 3, self.num_heads, width // self.num_heads).permute(2, 0, 3, 1, 4).float()
-        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
+        out = scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
         return self.proj(out.transpose(1, 2).reshape(b, length, width))
 
 

@@ -1,0 +1,27 @@
+"""Scaled dot-product attention for every model in the house: `F.scaled_dot_product_attention` with one CPU fix.
+
+On a CPU under bf16 autocast, the fused (flash) kernel's backward is pathologically slow in bf16: in torch 2.14, at
+the tiny quickstart generator's shape (batch 16, 8 heads, 65 tokens, head size 16, one thread) forward + backward
+took 29 ms in bf16 against 3.75 ms in float32 (`scripts/benchmark_generator.py` has the whole step). So there, when
+gradients are needed, attention runs in float32 (autocast off, inputs upcast) and its output is cast back. Nothing
+else changes: float32 runs, GPUs and inference take PyTorch's kernel as they are.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def runs_in_float32_on_cpu(q: torch.Tensor) -> bool:
+    """True where `scaled_dot_product_attention(q, ...)` upcasts: bf16 inputs on a CPU with gradients needed."""
+    return q.device.type == "cpu" and q.dtype == torch.bfloat16 and torch.is_grad_enabled() and q.requires_grad
+
+
+def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                                 dropout_p: float = 0.0) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)) v, no mask. q, k, v: (B, H, L, Dh) -> (B, H, L, Dh) in q's dtype."""
+    if not runs_in_float32_on_cpu(q):
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+    with torch.autocast("cpu", enabled=False):  # autocast would cast the inputs straight back to bf16
+        out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), dropout_p=dropout_p)
+    return out.to(q.dtype)
