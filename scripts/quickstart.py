@@ -126,8 +126,8 @@ def native_bf16() -> bool:
 
 def default_processes() -> int:
     """On a CPU, two data-parallel processes of half the threads beat one process of all of them for these tiny
-    models (measured on 2 cores: generator step 58 vs 68 ms, bf16 tokenizer step 0.105 vs 0.17 s before its GAN
-    starts, 0.177 vs 0.25 s after: docs/quickstart_experiments.md)."""
+    models (measured on 2 cores: generator step 58 vs 68 ms in float32, 53 vs 67-73 ms in bf16; bf16 tokenizer step
+    0.105 vs 0.17 s before its GAN starts, 0.177 vs 0.25 s after: docs/quickstart_experiments.md)."""
     return 2 if not torch.cuda.is_available() and (os.cpu_count() or 1) >= 2 else 1
 
 
@@ -345,7 +345,8 @@ def main() -> None:
     tokenizer_bin = out / "tokenizer" / WEIGHTS_BIN
     procs = args.processes
     # bf16 autocast halves the conv tokenizer's step on a CPU with native bf16 (its quantizer and losses stay
-    # float32) and cuts the tiny generator's by 30% (its attention stays float32 on a CPU: modeling/attention.py)
+    # float32) and the tiny generator's from 50 to 35 ms on one thread (its attention stays float32 on a CPU:
+    # modeling/attention.py); it also halves the sampling time of the evaluation stages
     precision = args.precision if args.precision != "auto" else "bf16" if native_bf16() else "no"
     stage("tokenizer", tokenizer_bin, lambda: run("tokenizer", accelerate("train_tokenizer.py", procs) + [
         f"config={tok_config}", f"training.mixed_precision={precision}"] + per_process_batch(tok_config, procs)
@@ -362,9 +363,11 @@ def main() -> None:
                                       f"dataset.params.pretokenized_shards_path_or_url={tokens}"]
         + per_process_batch(gen_config, procs) + stage_overrides(out, "generator", size("generator_steps", short), data)))
     gen_metrics = out / "generator_eval.json"
-    stage("gen_eval", gen_metrics, lambda: atomic_write_json(gen_metrics, evaluate_samples(out, data, short, precision)))
+    stage("gen_eval", gen_metrics,
+          lambda: atomic_write_json(gen_metrics, evaluate_samples(out, data, short, precision)))
     edit_metrics = out / "editing.json"
-    stage("editing", edit_metrics, lambda: atomic_write_json(edit_metrics, evaluate_editing(out, data, short, precision)))
+    stage("editing", edit_metrics,
+          lambda: atomic_write_json(edit_metrics, evaluate_editing(out, data, short, precision)))
 
     config = load_config([f"config={tok_config}"])
     tokens_per_image = token_space(config).seq_len
