@@ -1,4 +1,5 @@
-"""Scaled dot-product attention for every model in the house: `F.scaled_dot_product_attention` with one CPU fix.
+"""Scaled dot-product attention for the house's own attention modules: `F.scaled_dot_product_attention` with one
+CPU fix (modules built on `nn.MultiheadAttention`, which fixes their checkpoint layout, do not go through it).
 
 On a CPU under bf16 autocast, the fused (flash) kernel's backward is pathologically slow in bf16: in torch 2.14, at
 the tiny quickstart generator's shape (batch 16, 8 heads, 65 tokens, head size 16, one thread) forward + backward
