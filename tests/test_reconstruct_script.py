@@ -40,10 +40,15 @@ def setup(tmp_path):
     return tmp_path, photos, TINY + [f"experiment.vqgan_checkpoint={tmp_path / 'tok.bin'}"]
 
 
-def test_writes_reconstructions_grid_and_true_metrics(setup):
+def test_writes_reconstructions_grid_and_true_metrics(setup, capsys):
     tmp_path, photos, args = setup
     out = tmp_path / "recon"
     metrics = _script().main(args + [f"input={photos}", f"output={out}"])
+    throughput = metrics["throughput"]  # the 3 readable images, one process
+    assert throughput["images"] == 3 and throughput["num_processes"] == 1 and throughput["seconds"] > 0
+    rate = throughput["images_per_sec"]  # seconds are recorded rounded to 1 ms
+    assert abs(rate * throughput["seconds"] - 3) <= rate * 0.0005 + 1e-9
+    assert "images/s over 1 process(es)" in capsys.readouterr().out
     assert [r["file"] for r in metrics["images"]] == ["a.png", "b.jpg", "sub/c.png"]
     assert [s["file"] for s in metrics["skipped"]] == ["broken.png"]
     assert json.loads((out / "metrics.json").read_text()) == metrics
