@@ -13,9 +13,15 @@ import torch
 import torch.nn.functional as F
 
 
+def kernel_dtype(device_type: str, dtype: torch.dtype, needs_grad: bool) -> torch.dtype:
+    """The dtype the attention kernel runs in for inputs of `dtype` on `device_type`: float32 for bf16 on a CPU when
+    gradients are needed, else `dtype` itself."""
+    return torch.float32 if device_type == "cpu" and dtype == torch.bfloat16 and needs_grad else dtype
+
+
 def runs_in_float32_on_cpu(q: torch.Tensor) -> bool:
     """True where `scaled_dot_product_attention(q, ...)` upcasts: bf16 inputs on a CPU with gradients needed."""
-    return q.device.type == "cpu" and q.dtype == torch.bfloat16 and torch.is_grad_enabled() and q.requires_grad
+    return kernel_dtype(q.device.type, q.dtype, torch.is_grad_enabled() and q.requires_grad) != q.dtype
 
 
 def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,

@@ -102,11 +102,6 @@ class MaskedTokenTransformer(nn.Module):
             x = self.norm_after_transformer(x)
         return self.predict_logits(self.last_layer(x[:, :self.seq_len]))
 
-    def set_gradient_checkpointing(self, enabled: bool = True) -> None:
-        """Recompute the transformer blocks in backward (`training.gradient_checkpointing`): same results, less
-        activation memory."""
-        self.transformer.gradient_checkpointing = enabled
-
     def split_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """Full tokenizer indices (B, N) -> split indices (B, N, S), int64."""
         return split_tokens(tokens, self.bits, self.splits)

@@ -3,7 +3,7 @@
 Differs from VQGAN+: conv biases, true 1x1 input shortcuts, self-attention at 16x16 and in the middle, 3 residual
 blocks per decoder level, 1x1 `quant_conv` / `post_quant_conv`, explicit (0, 1, 0, 1) padding before the stride-2
 convs, and [-1, 1] pixels inside (inputs and outputs of this class stay in [0, 1]).
-`set_gradient_checkpointing(True)` recomputes each level (with its resampler) and the middle in backward.
+`modeling.recompute.set_gradient_checkpointing(model)` recomputes each level (with its resampler) and the middle in backward.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from torch import nn
 from modeling.attention import scaled_dot_product_attention
 from modeling.layers import group_norm
 from modeling.quantizers.vector import VectorQuantizer
-from modeling.recompute import RecomputedStages, set_gradient_checkpointing
+from modeling.recompute import RecomputedStages
 from modeling.registry import register_builder
 from modeling.tokenizer import SpatialTokenizer
 
@@ -177,10 +177,6 @@ class TamingVQGAN(SpatialTokenizer):
     def decode(self, z_q: torch.Tensor) -> torch.Tensor:
         """z_q (B, token_size, h, w) -> image (B, 3, H, W) in [0, 1] (unclamped)."""
         return (self.decoder(self.post_quant_conv(z_q)) + 1.0) / 2.0
-
-    def set_gradient_checkpointing(self, enabled: bool = True) -> None:
-        """Recompute the encoder's and decoder's levels in backward (`training.gradient_checkpointing`)."""
-        set_gradient_checkpointing(self, enabled)
 
 
 @register_builder("tokenizer", "taming")

@@ -6,7 +6,7 @@
     x_rec = model.decode_tokens(tokens)          # same image as x_rec
 
 There are no pre-/post-quantization 1x1 convs: the encoder's `conv_out` emits the latent the quantizer reads.
-`model.set_gradient_checkpointing(True)` (`training.gradient_checkpointing`) recomputes each resolution stage and
+`modeling.recompute.set_gradient_checkpointing(model)` (`training.gradient_checkpointing`) recomputes each resolution stage and
 the mid block in backward (`modeling.recompute`): same results, less activation memory.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from torch import nn
 
 from modeling.layers import Conv2dSame, DownsamplingStage, ResidualStage, UpsamplingStage, group_norm
 from modeling.quantizers import LookupFreeQuantizer, VectorQuantizer
-from modeling.recompute import RecomputedStages, set_gradient_checkpointing
+from modeling.recompute import RecomputedStages
 from modeling.registry import register_builder, register_presets
 from modeling.tokenizer import SpatialTokenizer
 
@@ -105,10 +105,6 @@ class VQGANPlusTokenizer(SpatialTokenizer):
     def decode(self, z_q: torch.Tensor) -> torch.Tensor:
         """z_q (B, C, h, w) -> image (B, 3, H, W)."""
         return self.decoder(z_q)
-
-    def set_gradient_checkpointing(self, enabled: bool = True) -> None:
-        """Recompute the encoder's and decoder's stages in backward (`training.gradient_checkpointing`)."""
-        set_gradient_checkpointing(self, enabled)
 
 
 register_presets("tokenizer", main="tokenizer")

@@ -26,6 +26,7 @@ from contextlib import nullcontext
 import torch
 
 from modeling import build_generator, build_tokenizer, label_drop_mask, mask_tokens, sample, sampling_config
+from modeling.recompute import set_gradient_checkpointing
 from training.losses import MLMLoss
 from training.throughput import forward_flops, measure_matmul_flops
 from utils.compile import compile_forward
@@ -99,7 +100,7 @@ def time_sampling(model, tokenizer, cfg, num_images: int, sample_steps: int, dty
 def fresh_model(cfg, device, compile_model: bool, checkpointing: bool):
     torch.manual_seed(0)
     model = build_generator(cfg).to(device)
-    model.set_gradient_checkpointing(checkpointing)
+    set_gradient_checkpointing(model, checkpointing)
     return compile_forward(model, "the generator forward") if compile_model else model
 
 

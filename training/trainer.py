@@ -16,7 +16,7 @@ experiment.resume_optimizer_hparams=checkpoint), and the final export of the (EM
 
 Fast paths (config flags, applied in `register`; docs in README "Fast paths"): `training.compile` (torch.compile of
 each trained model's forward, eager fallback with one warning), `training.gradient_checkpointing` (models with
-`set_gradient_checkpointing`). The log names once the attention kernel (SDPA backend) the main model gets, and every
+`modeling.recompute` stages). The log names once the attention kernel (SDPA backend) the main model gets, and every
 log line gives images/s (tokens/s for Stage II), the share of the step spent waiting for data (warned about once
 above 20%) and, on CUDA devices of known peak, MFU (`training.throughput`).
 """
@@ -43,6 +43,7 @@ from training.run_setup import build_accelerator, setup_file_logging
 from training.run_validation import validate_training_config
 from training.throughput import DATA_WAIT_WARNING, Throughput, data_wait_advice, peak_flops
 from utils.atomic import atomic_save_safetensors, atomic_torch_save
+from modeling.recompute import set_gradient_checkpointing
 from utils.compile import compile_forward
 from utils.config import as_config, to_plain
 from utils.errors import MaskbitError
@@ -143,11 +144,10 @@ class Trainer:
     def _apply_fast_paths(self) -> None:
         cfg = self.config.training
         main = self.unwrap(self.main_model)
-        if cfg.gradient_checkpointing:
-            if not hasattr(main, "set_gradient_checkpointing"):
-                raise MaskbitError(f"training.gradient_checkpointing=true is not supported by the "
-                                   f"{type(main).__name__} ({self.main_model}); set it to false.")
-            main.set_gradient_checkpointing(True)
+        if cfg.gradient_checkpointing and not set_gradient_checkpointing(main, True):
+            raise MaskbitError(f"training.gradient_checkpointing=true is not supported by the "
+                               f"{type(main).__name__} ({self.main_model}): it has no recomputable stages "
+                               f"(modeling.recompute); set it to false.")
         if cfg.compile:
             for name in self.models:
                 compile_forward(self.unwrap(name), f"the {name} forward")
@@ -155,6 +155,7 @@ class Trainer:
 
     def _log_attention_backend(self, model: torch.nn.Module) -> None:
         """Say once which SDPA kernel the main model's attention gets on this device (MATH = unfused fallback)."""
+        from modeling.attention import kernel_dtype
         from modeling.transformer import SelfAttention, sdpa_backend
         attention = next((m for m in model.modules() if isinstance(m, SelfAttention)), None)
         if attention is None:
@@ -163,11 +164,10 @@ class Trainer:
                                                                       torch.float32)
         heads, dim = attention.heads, attention.in_proj_weight.shape[1]
         seq_len = getattr(model, "seq_len", 256) + 1
-        upcast = self.device.type == "cpu" and dtype == torch.bfloat16  # modeling.attention: bf16 backward is slow
-        backend = sdpa_backend(self.device, torch.float32 if upcast else dtype, heads, dim // heads, seq_len,
-                               attention.dropout)
-        kernel_dtype = "float32 under bf16 autocast" if upcast else str(dtype).replace("torch.", "")
-        where = f"{self.device.type} {kernel_dtype}, attention dropout {attention.dropout}"
+        kernel = kernel_dtype(self.device.type, dtype, needs_grad=True)  # a CPU runs bf16 attention in float32
+        backend = sdpa_backend(self.device, kernel, heads, dim // heads, seq_len, attention.dropout)
+        upcast = " under bf16 autocast" if kernel != dtype else ""
+        where = f"{self.device.type} {str(kernel).replace('torch.', '')}{upcast}, attention dropout {attention.dropout}"
         message = f"Attention: scaled_dot_product_attention uses the {backend} kernel ({where})"
         if backend == "MATH" and self.device.type == "cuda":
             self.logger.warning(message + ": the unfused fallback (slow, memory-hungry). Flash / memory-efficient "

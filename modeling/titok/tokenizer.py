@@ -29,7 +29,6 @@ import torch
 from torch import nn
 
 from modeling.quantizers import VectorQuantizer
-from modeling.recompute import set_gradient_checkpointing
 from modeling.titok.blocks import TiTokDecoder, TiTokEncoder, vit_dims
 from modeling.titok.maskgit_vqgan import CHANNEL_MULT, MaskGITDecoder, MaskGITQuantizer
 from utils.config import ConfigError
@@ -187,11 +186,6 @@ class TiTok(nn.Module):
     def forward(self, x: torch.Tensor):
         z_quantized, result = self.encode(x)
         return self.decode(z_quantized), result
-
-    def set_gradient_checkpointing(self, enabled: bool = True) -> None:
-        """Recompute each ViT block (and, in stage 2, each pixel-decoder level) in backward
-        (`training.gradient_checkpointing`); the frozen stage-2 encoder runs without grad and is never recomputed."""
-        set_gradient_checkpointing(self, enabled)
 
 
 def _init_weights(module: nn.Module, std: float = 0.02) -> None:
