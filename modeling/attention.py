@@ -3,9 +3,9 @@ CPU fix (modules built on `nn.MultiheadAttention`, which fixes their checkpoint 
 
 On a CPU under bf16 autocast, the fused (flash) kernel's backward is pathologically slow in bf16: in torch 2.14, at
 the tiny quickstart generator's shape (batch 16, 8 heads, 65 tokens, head size 16, one thread) forward + backward
-took 29 ms in bf16 against 3.75 ms in float32 (`scripts/benchmark_generator.py` has the whole step). So there, when
-gradients are needed, attention runs in float32 (autocast off, inputs upcast) and its output is cast back. Nothing
-else changes: float32 runs, GPUs and inference take PyTorch's kernel as they are.
+took 22 ms in bf16 against 3.2 ms in float32 (`scripts/benchmark_attention.py`; `benchmark_generator.py` times the
+whole step). So there, when gradients are needed, attention runs in float32 (autocast off, inputs upcast) and its
+output is cast back. Nothing else changes: float32 runs, GPUs and inference take PyTorch's kernel as they are.
 """
 from __future__ import annotations
 

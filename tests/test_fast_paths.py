@@ -379,3 +379,15 @@ def test_cpu_bf16_training_attention_runs_in_float32_and_inference_is_untouched(
     reference = original(q.detach().float(), k.detach().float(), v.detach().float()).bfloat16()
     assert torch.equal(out, reference)
     assert runs_in_float32_on_cpu(q) and not runs_in_float32_on_cpu(q.detach().float())
+
+
+def test_attention_benchmark_times_every_row(monkeypatch, capsys):
+    from train_utils import load_script
+    bench = load_script("benchmark_attention")
+    monkeypatch.setattr("sys.argv", ["benchmark_attention.py", "--shape", "2", "2", "5", "4", "--repeats", "2"])
+    bench.main()
+    rows = capsys.readouterr().out.splitlines()[1:]
+    assert [row.split("  ")[0] for row in rows] == [
+        "FLASH_ATTENTION float32", "MATH float32", "FLASH_ATTENTION bfloat16", "MATH bfloat16",
+        "modeling.attention, bf16 autocast"]
+    assert all(row.rstrip().endswith(" ms") and float(row.split()[-2]) > 0 for row in rows)
