@@ -97,3 +97,41 @@ def test_nonfinite_guard_names_step_and_terms():
     guard.observe(6, {"total_loss": torch.tensor(float("inf")), "gan_loss": torch.tensor(0.5)})
     with pytest.raises(NonFiniteLossError, match=r"step 5: total_loss=nan <-- non-finite, gan_loss=0.5"):
         guard.check()
+
+
+class _TwoRankAccelerator:
+    """Stands in for a 2-process accelerator whose other rank agrees: counts the verdict all-reduces."""
+    num_processes, device = 2, torch.device("cpu")
+
+    def __init__(self):
+        self.reductions = 0
+
+    def reduce(self, tensor, reduction):
+        self.reductions += 1
+        return tensor * 2
+
+
+def test_nonfinite_guard_all_reduces_once_every_sync_every_iterations():
+    accelerator = _TwoRankAccelerator()
+    guard = NonFiniteGuard(accelerator, sync_every=10)
+    for step in range(1, 10):  # iterations 1-9: no collective
+        guard.check_due()
+        guard.observe(step, {"loss": torch.tensor(1.0)})
+    assert accelerator.reductions == 0
+    guard.check_due()  # iteration 10
+    assert accelerator.reductions == 1
+    guard.observe(10, {"loss": torch.tensor(float("nan"))})
+    for _ in range(9):  # found late, at the next synchronising iteration, naming the bad step
+        guard.check_due()
+    with pytest.raises(NonFiniteLossError, match=r"step 10: loss=nan"):
+        guard.check_due()
+    guard.observe(21, {"loss": torch.tensor(float("inf"))})
+    with pytest.raises(NonFiniteLossError, match=r"step 21"):  # before a checkpoint: always, at once
+        guard.check()
+
+
+def test_nonfinite_guard_checks_every_iteration_on_one_process():
+    guard = NonFiniteGuard()
+    guard.observe(1, {"loss": torch.tensor(float("nan"))})
+    with pytest.raises(NonFiniteLossError, match=r"step 1"):
+        guard.check_due()

@@ -45,3 +45,21 @@ def test_two_processes_train_in_lockstep(tmp_path):
                           torch.tensor([1e-3, 5.5e-4, 1e-4], dtype=torch.float64), rtol=1e-12)
     assert torch.allclose(torch.tensor([r["lr/discriminator"] for r in train], dtype=torch.float64),
                           torch.tensor([0.0, 5e-4, 1e-4], dtype=torch.float64), rtol=1e-12)
+
+
+def test_a_divergence_stops_both_processes_without_a_checkpoint(tmp_path):
+    """The non-finite guard all-reduces its verdict only every few iterations on several processes: both ranks
+    still stop at the same point (no rank left waiting in a collective) and nothing diverged is saved."""
+    shards = write_synthetic_shards(str(tmp_path / "shards"), num_train=64, num_val=8, resolution=16, seed=0)
+    out = tmp_path / "out"
+    cfg = tiny_config(shards, out, optimizer={"params": {"learning_rate": 1e30}},
+                      training={"max_train_steps": 30}, experiment={"save_every": 25, "eval_every": 100})
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "--main_process_port", str(free_port()), str(REPO / "scripts" / "train_tokenizer.py"),
+               f"config={write_yaml(cfg, tmp_path / 'cfg.yaml')}"]
+    env = dict(subprocess_env(), ACCELERATE_USE_CPU="1")
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+    assert result.returncode != 0
+    assert result.stderr.count("Non-finite loss at optimizer step") == 2, result.stderr[-4000:]  # both ranks
+    assert not list(out.glob("checkpoint-*"))

@@ -16,13 +16,17 @@ class NonFiniteLossError(MaskbitError, RuntimeError):
 class NonFiniteGuard:
     """Collects each step's loss terms without syncing; `check()` syncs once and raises on the first bad step.
 
-    The trainer calls `check()` at the start of the next iteration (by then the device has finished the step, so
-    the sync is nearly free) and always before writing a checkpoint. With several processes the verdict is
-    all-reduced, so every rank stops at the same point instead of leaving the others waiting in a collective.
+    The trainer calls `check_due()` at the start of each iteration (by then the device has finished the previous
+    step, so the sync is nearly free) and `check()` always before writing a checkpoint. With several processes the
+    verdict is all-reduced, so every rank stops at the same point instead of leaving the others waiting in a
+    collective; that collective costs a few milliseconds on a CPU (gloo), so `check_due()` runs it once every
+    `sync_every` iterations. A bad step is then found up to `sync_every - 1` steps late, never after a checkpoint.
     """
 
-    def __init__(self, accelerator=None):
+    def __init__(self, accelerator=None, sync_every: int = 10):
         self.accelerator = accelerator
+        self.sync_every = sync_every
+        self._calls = 0
         self._pending: list[tuple[int, Mapping[str, torch.Tensor], torch.Tensor]] = []
 
     def observe(self, step: int, terms: Mapping[str, torch.Tensor]) -> None:
@@ -31,13 +35,24 @@ class NonFiniteGuard:
         finite = torch.stack([t.detach().float().reshape(()) for t in terms.values()]).isfinite().all()
         self._pending.append((step, dict(terms), finite))
 
+    @property
+    def _distributed(self) -> bool:
+        return self.accelerator is not None and self.accelerator.num_processes > 1
+
+    def check_due(self) -> None:
+        """Called once per training iteration: `check()` on one process; with several, every `sync_every`-th call
+        (the same iteration on every rank)."""
+        self._calls += 1
+        if not self._distributed or self._calls % self.sync_every == 0:
+            self.check()
+
     def check(self) -> None:
         pending, self._pending = self._pending, []
         if not pending:
             all_finite = torch.ones((), dtype=torch.bool)
         else:
             all_finite = torch.stack([finite for _, _, finite in pending]).all()
-        if self.accelerator is not None and self.accelerator.num_processes > 1:
+        if self._distributed:
             flag = all_finite.to(self.accelerator.device, torch.float32).reshape(1)
             all_finite = self.accelerator.reduce(flag, reduction="sum") == self.accelerator.num_processes
         if bool(all_finite):

@@ -136,6 +136,8 @@ class Trainer:
         modules whose state (e.g. LeCAM EMAs) is part of the training state. Creates the EMA of `main_model`."""
         self.main_model = main_model
         self.models, self.optimizers, self.schedulers = dict(models), dict(optimizers), dict(schedulers)
+        # accelerate's unwrap_model walks the wrapper's modules on every call (~0.5 ms): once per model here
+        self._unwrapped = {name: self.accelerator.unwrap_model(model) for name, model in self.models.items()}
         self.buffers = {k: v for k, v in (buffers or {}).items() if v is not None}
         if self.config.training.use_ema:
             self.ema = EMAModel(self.unwrap(main_model), max_decay=self.config.training.ema_decay)
@@ -177,7 +179,8 @@ class Trainer:
                                         self.device.type == "cpu" else ""))
 
     def unwrap(self, name: str) -> torch.nn.Module:
-        return self.accelerator.unwrap_model(self.models[name])
+        """The plain module of model `name` (without the DDP / compile wrappers of `accelerator.prepare`)."""
+        return self._unwrapped[name]
 
     def optimizer_step(self, name: str) -> None:
         """Clip, step, advance the LR schedule and zero grads of model `name` (no-ops while accumulating)."""
@@ -240,7 +243,7 @@ class Trainer:
         self._windows_logged, self._data_wait_warned = 0, False
         first_batch = True
         while self.global_step < cfg.training.max_train_steps:
-            self.guard.check()  # the previous step's losses (synchronises one step late, almost for free)
+            self.guard.check_due()  # the previous steps' losses (synchronises one step late, almost for free)
             start = time.perf_counter()
             batch = next(batches)
             if first_batch:
