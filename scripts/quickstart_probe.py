@@ -9,6 +9,10 @@ every class with seed k). `--generator` is any run folder of `scripts/train_mask
 generator config (e.g. a run trained with `model.mlm_model.hidden_dim=192`). Each `--variant` is a comma-separated
 list of `SamplingConfig` fields (`modeling.sampling`), "" for the config's own; one JSON line per variant.
 This is how the sampler and schedule figures of docs/quickstart_experiments.md were measured.
+
+`--reconstructions` judges the tokenizer instead: the classifier's accuracy on its reconstructions of the held-out
+images, the most class consistency a generator on its tokens can reach (`--tokenizer` names other weights than the
+quickstart's, e.g. a tokenizer trained with other settings; it then needs `--generator` runs on its own tokens).
 """
 from __future__ import annotations
 
@@ -20,15 +24,18 @@ from pathlib import Path
 
 import torch
 
+from data.loaders import build_eval_dataloader
 from evaluation.synthetic_classifier import SyntheticClassifier, predict
 from evaluation.synthetic_generation import generate_per_class
 from modeling import build_generator, build_tokenizer, load_pretrained, sampling_config
+from modeling.editing import reconstruct
 from training.checkpoint import latest_checkpoint
 from utils.config import load_config
 from utils.errors import MaskbitError, run_main
 from utils.run_layout import MODEL_SUBFOLDER, WEIGHTS_BIN
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "quickstart" / "generator_tiny.yaml"
+TOKENIZER_CONFIG = CONFIG.with_name("tokenizer_tiny.yaml")
 
 
 def parse_variant(text: str, settings) -> dict:
@@ -53,31 +60,59 @@ def generator_weights(run: Path, raw: bool) -> Path:
     return checkpoint / MODEL_SUBFOLDER / WEIGHTS_BIN
 
 
+def per_class_accuracy(classifier, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, list[float]]:
+    correct = (predict(classifier, images)[0] == labels).float()
+    return round(float(correct.mean()), 3), [round(float(correct[labels == c].mean()), 2) for c in range(10)]
+
+
+def judge_reconstructions(classifier, tokenizer, quickstart: Path) -> dict:
+    """The classifier on the tokenizer's reconstructions of the quickstart's held-out images (and on the originals),
+    which are read with the eval transform of the tokenizer's config, as the quickstart reads them."""
+    pattern = json.loads((quickstart / "data" / "patterns.json").read_text())["val"]
+    config = load_config([f"config={TOKENIZER_CONFIG}", f"dataset.params.eval_shards_path_or_url={pattern}",
+                          "dataset.params.num_workers_per_gpu=0"])
+    batches = list(build_eval_dataloader(config.dataset, batch_size=250))
+    images, labels = torch.cat([b["image"] for b in batches]), torch.cat([b["class_id"] for b in batches])
+    with torch.no_grad():
+        rebuilt = torch.cat([reconstruct(tokenizer, chunk)[1].clamp(0, 1) for chunk in images.split(250)])
+    accuracy, per_class = per_class_accuracy(classifier, rebuilt, labels)
+    return {"reconstructions": len(images), "classifier_accuracy": accuracy, "per_class": per_class,
+            "classifier_accuracy_on_originals": per_class_accuracy(classifier, images, labels)[0]}
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quickstart", required=True, type=Path, help="output folder of scripts/quickstart.py")
-    parser.add_argument("--generator", required=True, type=Path, help="run folder of scripts/train_maskbit.py")
+    parser.add_argument("--generator", type=Path, help="run folder of scripts/train_maskbit.py")
     parser.add_argument("--variant", action="append", default=None, help='sampler changes, e.g. "num_steps=64"')
     parser.add_argument("--per-class", type=int, default=50)
     parser.add_argument("--raw", action="store_true", help="the last checkpoint's non-EMA weights")
     parser.add_argument("--set", nargs="*", default=[], help="generator config overrides (dotted)")
+    parser.add_argument("--tokenizer", type=Path, help="tokenizer weights (default: the quickstart's)")
+    parser.add_argument("--reconstructions", action="store_true",
+                        help="judge the tokenizer's reconstructions of the held-out images")
     args = parser.parse_args(argv)
+    if args.generator is None and not args.reconstructions:
+        parser.error("give --generator RUN (samples) and/or --reconstructions (the tokenizer)")
     config = load_config([f"config={CONFIG}", *args.set])
     classifier = SyntheticClassifier(10)
     classifier.load_state_dict(torch.load(args.quickstart / "classifier.pt", weights_only=True))
     classifier.eval()
-    tokenizer = load_pretrained(build_tokenizer(config), args.quickstart / "tokenizer" / WEIGHTS_BIN)
+    tokenizer = load_pretrained(build_tokenizer(config), args.tokenizer or args.quickstart / "tokenizer" / WEIGHTS_BIN)
+    if args.reconstructions:
+        print(json.dumps({"tokenizer": str(args.tokenizer or args.quickstart / "tokenizer"),
+                          **judge_reconstructions(classifier, tokenizer, args.quickstart)}), flush=True)
+    if args.generator is None:
+        return
     generator = load_pretrained(build_generator(config), generator_weights(args.generator, args.raw))
     for text in args.variant or [""]:
         settings = sampling_config(config)
         changes = parse_variant(text, settings)
         start = time.time()
         images, labels = generate_per_class(generator, tokenizer, 10, args.per_class, settings.replace(**changes))
-        correct = (predict(classifier, images)[0] == labels).float()
-        print(json.dumps({"generator": str(args.generator), "variant": changes,
-                          "class_consistency": round(float(correct.mean()), 3),
-                          "per_class": [round(float(correct[labels == c].mean()), 2) for c in range(10)],
-                          "seconds": round(time.time() - start, 1)}), flush=True)
+        consistency, per_class = per_class_accuracy(classifier, images, labels)
+        print(json.dumps({"generator": str(args.generator), "variant": changes, "class_consistency": consistency,
+                          "per_class": per_class, "seconds": round(time.time() - start, 1)}), flush=True)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,21 @@ def test_quickstart_short_writes_every_artefact_and_reuses_stages(tmp_path):
     assert second.returncode == 0, second.stderr[-3000:]
     assert second.stdout.count("reusing") == 7
 
+    # the probe judges the tokenizer's reconstructions and the generator's samples with the quickstart's classifier
+    probe = subprocess.run([sys.executable, str(REPO / "scripts" / "quickstart_probe.py"), "--quickstart", str(out),
+                            "--generator", str(out / "generator"), "--per-class", "1", "--reconstructions",
+                            "--variant", "", "--variant", "num_steps=2"],
+                           capture_output=True, text=True, env=env, timeout=300)
+    assert probe.returncode == 0, probe.stderr[-3000:]
+    rebuilt, *samples = [json.loads(line) for line in probe.stdout.splitlines() if line.startswith("{")]
+    assert rebuilt["reconstructions"] == 100 and len(rebuilt["per_class"]) == 10
+    assert 0 <= rebuilt["classifier_accuracy"] <= 1
+    # on the originals it is the quickstart's held-out accuracy (same classifier, images and transform)
+    assert rebuilt["classifier_accuracy_on_originals"] == pytest.approx(
+        metrics["generator"]["classifier_heldout_accuracy"], abs=1e-3)
+    assert [s["variant"] for s in samples] == [{}, {"num_steps": 2}]
+    assert all(0 <= s["class_consistency"] <= 1 and len(s["per_class"]) == 10 for s in samples)
+
 
 def test_data_parallel_launch_keeps_the_global_batch_and_splits_the_cores():
     quickstart = load_script("quickstart")

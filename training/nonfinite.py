@@ -19,8 +19,9 @@ class NonFiniteGuard:
     The trainer calls `check_due()` at the start of each iteration (by then the device has finished the previous
     step, so the sync is nearly free) and `check()` always before writing a checkpoint. With several processes the
     verdict is all-reduced, so every rank stops at the same point instead of leaving the others waiting in a
-    collective; that collective costs a few milliseconds on a CPU (gloo), so `check_due()` runs it once every
-    `sync_every` iterations. A bad step is then found up to `sync_every - 1` steps late, never after a checkpoint.
+    collective; that collective costs about a millisecond per step on a CPU (gloo), so `check_due()` runs it once
+    every `sync_every` iterations. A bad step is then found up to `sync_every - 1` iterations late, never after a
+    checkpoint.
     """
 
     def __init__(self, accelerator=None, sync_every: int = 10):
