@@ -9,7 +9,7 @@ Sampling = `modeling.sampling.sample` with the config's guidance settings and `-
 guidance runs as one batched forward); the tokenizer decode is excluded unless `--decode` (then a randomly
 initialised tokenizer of the config decodes). Flags, one row each, the others off: fp32 eager (the official
 numerics), bf16 autocast, torch.compile of the forward (`utils.compile`), gradient checkpointing of the transformer
-blocks (training only). Every row builds the model afresh with the same seed.
+blocks (training only), and bf16 with compile together. Every row builds the model afresh with the same seed.
 
 Per row: median time (warm-up excluded, CUDA synchronised), images/s and tokens/s, peak memory (CUDA:
 max_memory_allocated of the row; CPU: n/a, the process RSS only grows) and, for training, MFU = images/s x 3 x
@@ -38,6 +38,7 @@ FLAGS = {  # name: (autocast dtype, compile, gradient checkpointing)
     "bf16": (torch.bfloat16, False, False),
     "compile": (None, True, False),
     "grad_ckpt": (None, False, True),
+    "bf16 compile": (torch.bfloat16, True, False),
 }
 
 
@@ -135,7 +136,7 @@ def main() -> None:
           f"splits of {model.effective_codebook_size} values, device {device}, {torch.get_num_threads()} threads; "
           f"train FLOPs/image {flops_per_image / 1e9:.2f} G; measured matmul peak fp32 {peaks[None] / 1e12:.3f}, "
           f"bf16 {peaks[torch.bfloat16] / 1e12:.3f} TFLOP/s")
-    print(f"{'flags':<11} {'phase':<30} {'time':>10} {'images/s':>9} {'tokens/s':>10} {'peak MiB':>9} {'MFU':>7}")
+    print(f"{'flags':<13} {'phase':<30} {'time':>10} {'images/s':>9} {'tokens/s':>10} {'peak MiB':>9} {'MFU':>7}")
     for name in args.flags:
         dtype, compile_model, checkpointing = FLAGS[name]
         if not args.skip_train:
@@ -144,7 +145,7 @@ def main() -> None:
             seconds = time_train_steps(model, cfg, args.batch, args.steps, args.warmup, dtype, device)
             images = args.batch / seconds
             label = f"{name} (eager!)" if compile_model and not model.forward.is_compiled else name  # fell back
-            print(f"{label:<11} {f'train step (batch {args.batch})':<30} {seconds * 1e3:>8.1f}ms {images:>9.2f} "
+            print(f"{label:<13} {f'train step (batch {args.batch})':<30} {seconds * 1e3:>8.1f}ms {images:>9.2f} "
                   f"{images * model.seq_len:>10.0f} {peak_memory(device):>9} "
                   f"{images * flops_per_image / peaks[dtype]:>7.1%}", flush=True)
         if args.skip_sample or checkpointing:  # checkpointing changes nothing without a backward pass
@@ -155,7 +156,7 @@ def main() -> None:
                                 device)
         phase = f"sample {args.num_images} img, {args.sample_steps} steps" + (" +dec" if args.decode else "")
         images = args.num_images / seconds
-        print(f"{name:<11} {phase:<30} {seconds:>9.2f}s {images:>9.3f} {images * model.seq_len:>10.0f} "
+        print(f"{name:<13} {phase:<30} {seconds:>9.2f}s {images:>9.3f} {images * model.seq_len:>10.0f} "
               f"{peak_memory(device):>9} {'':>7}", flush=True)
 
 

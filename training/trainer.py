@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from training.checkpoint import (CheckpointManager, CheckpointNotFoundError, is_complete_checkpoint,
                                  list_checkpoints)
 from data.shards import ClassIdError
+from modeling.recompute import set_gradient_checkpointing
 from training.ema import EMAModel
 from training.lr_schedule import apply_resume_hparams, configured_hparams
 from training.metrics import MetricsLogger, WindowMeans
@@ -43,7 +44,6 @@ from training.run_setup import build_accelerator, setup_file_logging
 from training.run_validation import validate_training_config
 from training.throughput import DATA_WAIT_WARNING, Throughput, data_wait_advice, peak_flops
 from utils.atomic import atomic_save_safetensors, atomic_torch_save
-from modeling.recompute import set_gradient_checkpointing
 from utils.compile import compile_forward
 from utils.config import as_config, to_plain
 from utils.errors import MaskbitError
@@ -243,7 +243,7 @@ class Trainer:
         self._windows_logged, self._data_wait_warned = 0, False
         first_batch = True
         while self.global_step < cfg.training.max_train_steps:
-            self.guard.check_due()  # the previous steps' losses (synchronises one step late, almost for free)
+            self.guard.check_due()  # earlier steps' losses: each iteration on one process, every 10th with more
             start = time.perf_counter()
             batch = next(batches)
             if first_batch:
