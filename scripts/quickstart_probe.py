@@ -4,7 +4,8 @@
         --variant "" --variant "guidance_scale=5.0,softmax_temperature=0.5" --per-class 50
 
 Uses the quickstart's classifier (`<quickstart>/classifier.pt`), its tokenizer and its sample seeds (sample k of
-every class with seed k). `--generator` is any run folder of `scripts/train_maskbit.py` on the quickstart's tokens
+every class with seed k; `--seed S` uses seeds S + k instead, to check that a choice made on the quickstart's
+seeds holds on others). `--generator` is any run folder of `scripts/train_maskbit.py` on the quickstart's tokens
 (its exported `pytorch_model.bin`, or `--raw` for the last checkpoint's non-EMA weights); `--set` overrides the
 generator config (e.g. a run trained with `model.mlm_model.hidden_dim=192`). Each `--variant` is a comma-separated
 list of `SamplingConfig` fields (`modeling.sampling`), "" for the config's own; one JSON line per variant.
@@ -86,6 +87,8 @@ def main(argv=None) -> None:
     parser.add_argument("--generator", type=Path, help="run folder of scripts/train_maskbit.py")
     parser.add_argument("--variant", action="append", default=None, help='sampler changes, e.g. "num_steps=64"')
     parser.add_argument("--per-class", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0, help="sample k of every class uses seed SEED + k (the "
+                        "quickstart's: 0)")
     parser.add_argument("--raw", action="store_true", help="the last checkpoint's non-EMA weights")
     parser.add_argument("--set", nargs="*", default=[], help="generator config overrides (dotted)")
     parser.add_argument("--tokenizer", type=Path, help="tokenizer weights (default: the quickstart's)")
@@ -109,10 +112,12 @@ def main(argv=None) -> None:
         settings = sampling_config(config)
         changes = parse_variant(text, settings)
         start = time.time()
-        images, labels = generate_per_class(generator, tokenizer, 10, args.per_class, settings.replace(**changes))
+        images, labels = generate_per_class(generator, tokenizer, 10, args.per_class, settings.replace(**changes),
+                                            seed=args.seed)
         consistency, per_class = per_class_accuracy(classifier, images, labels)
-        print(json.dumps({"generator": str(args.generator), "variant": changes, "class_consistency": consistency,
-                          "per_class": per_class, "seconds": round(time.time() - start, 1)}), flush=True)
+        print(json.dumps({"generator": str(args.generator), "variant": changes, "seed": args.seed,
+                          "class_consistency": consistency, "per_class": per_class,
+                          "seconds": round(time.time() - start, 1)}), flush=True)
 
 
 if __name__ == "__main__":

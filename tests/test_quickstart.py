@@ -58,7 +58,7 @@ def test_quickstart_short_writes_every_artefact_and_reuses_stages(tmp_path):
     # the probe judges the tokenizer's reconstructions and the generator's samples with the quickstart's classifier
     probe = subprocess.run([sys.executable, str(REPO / "scripts" / "quickstart_probe.py"), "--quickstart", str(out),
                             "--generator", str(out / "generator"), "--per-class", "1", "--reconstructions",
-                            "--variant", "", "--variant", "num_steps=2"],
+                            "--seed", "3", "--variant", "", "--variant", "num_steps=2"],
                            capture_output=True, text=True, env=env, timeout=300)
     assert probe.returncode == 0, probe.stderr[-3000:]
     rebuilt, *samples = [json.loads(line) for line in probe.stdout.splitlines() if line.startswith("{")]
@@ -67,7 +67,7 @@ def test_quickstart_short_writes_every_artefact_and_reuses_stages(tmp_path):
     # on the originals it is the quickstart's held-out accuracy (same classifier, images and transform)
     assert rebuilt["classifier_accuracy_on_originals"] == pytest.approx(
         metrics["generator"]["classifier_heldout_accuracy"], abs=1e-3)
-    assert [s["variant"] for s in samples] == [{}, {"num_steps": 2}]
+    assert [s["variant"] for s in samples] == [{}, {"num_steps": 2}] and {s["seed"] for s in samples} == {3}
     assert all(0 <= s["class_consistency"] <= 1 and len(s["per_class"]) == 10 for s in samples)
 
 
