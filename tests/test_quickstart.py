@@ -25,7 +25,7 @@ def finite_numbers(tree):
         yield tree
 
 
-def test_quickstart_short_writes_every_artefact_and_reuses_stages(tmp_path):
+def test_quickstart_short_writes_every_artefact_and_reuses_stages(tmp_path, monkeypatch, capsys):
     out = tmp_path / "qs"
     env = {**os.environ, "WORKSPACE": str(tmp_path)}
     cmd = [sys.executable, str(REPO / "scripts" / "quickstart.py"), "--output", str(out), "--short"]
@@ -69,6 +69,14 @@ def test_quickstart_short_writes_every_artefact_and_reuses_stages(tmp_path):
         metrics["generator"]["classifier_heldout_accuracy"], abs=1e-3)
     assert [s["variant"] for s in samples] == [{}, {"num_steps": 2}] and {s["seed"] for s in samples} == {3}
     assert all(0 <= s["class_consistency"] <= 1 and len(s["per_class"]) == 10 for s in samples)
+    # --seed reaches generate_per_class, which draws sample k of every class with seed SEED + k
+    probe_script, seeds = load_script("quickstart_probe"), []
+    generate = probe_script.generate_per_class
+    monkeypatch.setattr(probe_script, "generate_per_class",
+                        lambda *args, **kwargs: seeds.append(kwargs["seed"]) or generate(*args, **kwargs))
+    probe_script.main(["--quickstart", str(out), "--generator", str(out / "generator"), "--per-class", "1",
+                       "--seed", "7", "--variant", "num_steps=2"])
+    assert seeds == [7] and json.loads(capsys.readouterr().out.splitlines()[-1])["seed"] == 7
 
 
 def test_data_parallel_launch_keeps_the_global_batch_and_splits_the_cores():
