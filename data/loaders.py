@@ -4,6 +4,7 @@
                                    start_batch=global_step * grad_accum)
     for batch in train: ...        # infinite; batch["image"] (B, 3, R, R) float32 in [0, 1]
     evaluation = build_eval_dataloader(cfg.dataset, batch_size=32, rank=r, world_size=w)   # each image read once
+    images, class_ids = load_eval_images(cfg.dataset)   # a small eval set as two tensors (the quickstart's)
 
 Keys read: dataset.params.{source, train_shards_path_or_url, eval_shards_path_or_url, shuffle_buffer_size,
 num_workers_per_gpu, pin_memory, persistent_workers} and dataset.preprocessing.*. `loader.dataset.num_skipped`
@@ -59,3 +60,13 @@ def build_eval_dataloader(dataset, batch_size: int, rank: int = 0, world_size: i
     _, eval_transform = transforms_from_config(dataset.preprocessing)
     stream = EvalStream(build_source(dataset, "eval"), eval_transform, batch_size, rank, world_size)
     return _loader(stream, dataset.params, dataset.params.num_workers_per_gpu)
+
+
+def load_eval_images(dataset, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every image of the eval set, read in this process with the eval transform -> images (N, 3, R, R) in [0, 1]
+    and class ids (N,). Meant for small sets (the quickstart's synthetic ones); the whole set is held in memory."""
+    images, class_ids = [], []
+    for batch in build_eval_dataloader(dataset, batch_size):
+        images.append(batch["image"])
+        class_ids.append(batch["class_id"])
+    return torch.cat(images), torch.cat(class_ids)

@@ -38,7 +38,7 @@ import torchvision  # noqa: E402
 
 from data import write_synthetic_shards  # noqa: E402
 from data.synthetic import CLASS_NAMES  # noqa: E402
-from data.loaders import build_eval_dataloader  # noqa: E402
+from data.loaders import load_eval_images  # noqa: E402
 from evaluation import mean_colour_psnr as per_image_mean_colour_psnr, psnr  # noqa: E402
 from evaluation.synthetic_classifier import SyntheticClassifier, predict, train_classifier  # noqa: E402
 from evaluation.synthetic_generation import evaluate_generation, generate_per_class, pooled_frechet  # noqa: E402
@@ -171,22 +171,18 @@ def generator_sampling(config, precision: str):
     return settings.replace(autocast_dtype=torch.bfloat16) if precision == "bf16" else settings
 
 
-def load_images(pattern: str, config) -> tuple[torch.Tensor, torch.Tensor]:
+def load_images(pattern: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Every image of a shard set, eval transform (no augmentation) -> (N, 3, R, R) in [0, 1], labels (N,)."""
     cfg = load_config([f"config={CONFIGS / 'tokenizer_tiny.yaml'}", f"dataset.params.eval_shards_path_or_url={pattern}",
                        "dataset.params.num_workers_per_gpu=0"])
-    images, labels = [], []
-    for batch in build_eval_dataloader(cfg.dataset, batch_size=256):
-        images.append(batch["image"])
-        labels.append(batch["class_id"])
-    return torch.cat(images), torch.cat(labels)
+    return load_eval_images(cfg.dataset)
 
 
 def evaluate_samples(out: Path, data: dict, short: bool, precision: str) -> dict:
     """Stage 6: classifier, samples of every class, class consistency and feature-space Fréchet distances."""
     config = load_config([f"config={CONFIGS / 'generator_tiny.yaml'}"])
-    train_images, train_labels = load_images(data["train"], config)
-    val_images, val_labels = load_images(data["val"], config)
+    train_images, train_labels = load_images(data["train"])
+    val_images, val_labels = load_images(data["val"])
     classifier = train_classifier(train_images, train_labels, NUM_CLASSES, epochs=size("classifier_epochs", short))
     with atomic_path(out / "classifier.pt") as tmp:  # the editing stage judges edits with it too
         torch.save(classifier.state_dict(), tmp)
@@ -227,7 +223,7 @@ def evaluate_editing(out: Path, data: dict, short: bool, precision: str) -> dict
     against the tokenizer's reconstruction (at this size all of them lie in the one-token blend band).
     """
     config = load_config([f"config={CONFIGS / 'generator_tiny.yaml'}"])
-    val_images, val_labels = load_images(data["val"], config)
+    val_images, val_labels = load_images(data["val"])
     count = size("edit_images", short)
     images, labels = val_images[:count], val_labels[:count]
     new_labels = (labels + 1 + torch.arange(count) % (NUM_CLASSES - 1)) % NUM_CLASSES  # never the original class
@@ -236,7 +232,7 @@ def evaluate_editing(out: Path, data: dict, short: bool, precision: str) -> dict
         classifier.load_state_dict(torch.load(out / "classifier.pt", weights_only=True))
         classifier.eval()
     else:  # a gen_eval stage reused from before the classifier was saved: train it again (same seed)
-        train_images, train_labels = load_images(data["train"], config)
+        train_images, train_labels = load_images(data["train"])
         classifier = train_classifier(train_images, train_labels, NUM_CLASSES, epochs=size("classifier_epochs", short))
     tokenizer = load_pretrained(build_tokenizer(config), out / "tokenizer" / WEIGHTS_BIN)
     generator = load_pretrained(build_generator(config), out / "generator" / WEIGHTS_BIN)
@@ -276,9 +272,9 @@ def evaluate_editing(out: Path, data: dict, short: bool, precision: str) -> dict
     }
 
 
-def mean_colour_psnr(data: dict, config) -> float:
+def mean_colour_psnr(data: dict) -> float:
     """PSNR of the trivial reconstruction that predicts each held-out image's mean colour."""
-    images, _ = load_images(data["val"], config)
+    images, _ = load_images(data["val"])
     return float(per_image_mean_colour_psnr(images).mean())
 
 
@@ -375,7 +371,7 @@ def main() -> None:
         "tokenizer": json.loads((out / "tokenizer_eval" / "metrics.json").read_text()),
         "generator": json.loads(gen_metrics.read_text()),
         "editing": json.loads(edit_metrics.read_text()),
-        "mean_colour_psnr": mean_colour_psnr(data, config),
+        "mean_colour_psnr": mean_colour_psnr(data),
         "num_val_tokens": size("num_val", short) * tokens_per_image,
         "stage_seconds": timings, "short": short,
         "settings": {"processes": procs, "mixed_precision": precision, "cpu_threads": torch.get_num_threads()},

@@ -6,9 +6,10 @@
 Uses the quickstart's classifier (`<quickstart>/classifier.pt`), its tokenizer and its sample seeds (sample k of
 every class with seed k; `--seed S` uses seeds S + k instead, to check that a choice made on the quickstart's
 seeds holds on others). `--generator` is any run folder of `scripts/train_maskbit.py` on the quickstart's tokens
-(its exported `pytorch_model.bin`, or `--raw` for the last checkpoint's non-EMA weights); `--set` overrides the
-generator config (e.g. a run trained with `model.mlm_model.hidden_dim=192`). Each `--variant` is a comma-separated
-list of `SamplingConfig` fields (`modeling.sampling`), "" for the config's own; one JSON line per variant.
+(its exported `pytorch_model.bin`; `--step N` the EMA weights of its checkpoint at step N, for a learning curve;
+`--raw` a checkpoint's non-EMA weights, the last one's unless `--step`); `--set` overrides the generator config
+(e.g. a run trained with `model.mlm_model.hidden_dim=192`). Each `--variant` is a comma-separated list of
+`SamplingConfig` fields (`modeling.sampling`), "" for the config's own; one JSON line per variant.
 This is how the sampler and schedule figures of docs/quickstart_experiments.md were measured.
 
 `--reconstructions` judges the tokenizer instead: the classifier's accuracy on its reconstructions of the held-out
@@ -22,18 +23,19 @@ import dataclasses
 import json
 import time
 from pathlib import Path
+from typing import Optional
 
 import torch
 
-from data.loaders import build_eval_dataloader
+from data.loaders import load_eval_images
 from evaluation.synthetic_classifier import SyntheticClassifier, predict
 from evaluation.synthetic_generation import generate_per_class
 from modeling import build_generator, build_tokenizer, load_pretrained, sampling_config
 from modeling.editing import reconstruct
-from training.checkpoint import latest_checkpoint
+from training.checkpoint import list_checkpoints
 from utils.config import load_config
 from utils.errors import MaskbitError, run_main
-from utils.run_layout import MODEL_SUBFOLDER, WEIGHTS_BIN
+from utils.run_layout import MODEL_SUBFOLDER, TRAINING_SUBFOLDERS, WEIGHTS_BIN
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "quickstart" / "generator_tiny.yaml"
 TOKENIZER_CONFIG = CONFIG.with_name("tokenizer_tiny.yaml")
@@ -52,13 +54,21 @@ def parse_variant(text: str, settings) -> dict:
     return changes
 
 
-def generator_weights(run: Path, raw: bool) -> Path:
-    if not raw:
+def generator_weights(run: Path, raw: bool, step: Optional[int] = None) -> Path:
+    """The run's exported weights; with `step`, those of its checkpoint at that step (EMA where the run kept one);
+    `raw`: the non-EMA weights of that checkpoint (or of the last one)."""
+    if not raw and step is None:
         return run / WEIGHTS_BIN
-    checkpoint = latest_checkpoint(run)
-    if checkpoint is None:
-        raise MaskbitError(f"--raw needs a checkpoint-* folder in {run}; none found")
-    return checkpoint / MODEL_SUBFOLDER / WEIGHTS_BIN
+    checkpoints = dict(list_checkpoints(run))
+    if not checkpoints:
+        raise MaskbitError(f"--raw / --step need a checkpoint-* folder in {run}; none found")
+    if step is not None and step not in checkpoints:
+        raise MaskbitError(f"--step {step}: {run} has no checkpoint of that step; it has {sorted(checkpoints)}")
+    checkpoint = checkpoints[max(checkpoints) if step is None else step]
+    if raw:
+        return checkpoint / MODEL_SUBFOLDER / WEIGHTS_BIN
+    files = [checkpoint / sub / WEIGHTS_BIN for sub in TRAINING_SUBFOLDERS]  # EMA first; a complete checkpoint
+    return next(path for path in files if path.is_file())                # always has the non-EMA weights
 
 
 def per_class_accuracy(classifier, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, list[float]]:
@@ -72,8 +82,7 @@ def judge_reconstructions(classifier, tokenizer, quickstart: Path) -> dict:
     pattern = json.loads((quickstart / "data" / "patterns.json").read_text())["val"]
     config = load_config([f"config={TOKENIZER_CONFIG}", f"dataset.params.eval_shards_path_or_url={pattern}",
                           "dataset.params.num_workers_per_gpu=0"])
-    batches = list(build_eval_dataloader(config.dataset, batch_size=250))
-    images, labels = torch.cat([b["image"] for b in batches]), torch.cat([b["class_id"] for b in batches])
+    images, labels = load_eval_images(config.dataset)
     with torch.no_grad():
         rebuilt = torch.cat([reconstruct(tokenizer, chunk)[1].clamp(0, 1) for chunk in images.split(250)])
     accuracy, per_class = per_class_accuracy(classifier, rebuilt, labels)
@@ -89,7 +98,9 @@ def main(argv=None) -> None:
     parser.add_argument("--per-class", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0, help="sample k of every class uses seed SEED + k (the "
                         "quickstart's: 0)")
-    parser.add_argument("--raw", action="store_true", help="the last checkpoint's non-EMA weights")
+    parser.add_argument("--step", type=int, help="the weights of the run's checkpoint at this step (EMA if kept)")
+    parser.add_argument("--raw", action="store_true", help="a checkpoint's non-EMA weights (the last one's, or "
+                        "--step's)")
     parser.add_argument("--set", nargs="*", default=[], help="generator config overrides (dotted)")
     parser.add_argument("--tokenizer", type=Path, help="tokenizer weights (default: the quickstart's)")
     parser.add_argument("--reconstructions", action="store_true",
@@ -107,7 +118,7 @@ def main(argv=None) -> None:
                           **judge_reconstructions(classifier, tokenizer, args.quickstart)}), flush=True)
     if args.generator is None:
         return
-    generator = load_pretrained(build_generator(config), generator_weights(args.generator, args.raw))
+    generator = load_pretrained(build_generator(config), generator_weights(args.generator, args.raw, args.step))
     for text in args.variant or [""]:
         settings = sampling_config(config)
         changes = parse_variant(text, settings)
@@ -115,7 +126,7 @@ def main(argv=None) -> None:
         images, labels = generate_per_class(generator, tokenizer, 10, args.per_class, settings.replace(**changes),
                                             seed=args.seed)
         consistency, per_class = per_class_accuracy(classifier, images, labels)
-        print(json.dumps({"generator": str(args.generator), "variant": changes, "seed": args.seed,
+        print(json.dumps({"generator": str(args.generator), "step": args.step, "variant": changes, "seed": args.seed,
                           "class_consistency": consistency, "per_class": per_class,
                           "seconds": round(time.time() - start, 1)}), flush=True)
 

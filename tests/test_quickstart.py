@@ -114,3 +114,25 @@ def test_bf16_precision_samples_the_generator_under_autocast_and_keeps_the_rest(
     plain, bf16 = quickstart.generator_sampling(config, "no"), quickstart.generator_sampling(config, "bf16")
     assert plain.autocast_dtype is None and bf16.autocast_dtype == torch.bfloat16
     assert bf16.replace(autocast_dtype=None) == plain
+
+
+def test_probe_picks_a_checkpoints_ema_weights_by_step_and_names_the_steps_it_has(tmp_path):
+    from utils.errors import MaskbitError
+    probe = load_script("quickstart_probe")
+    for step, folders in [(1000, ["unwrapped_model", "ema_model"]), (2000, ["unwrapped_model"])]:  # 2000: no EMA
+        for folder in folders:
+            (tmp_path / f"checkpoint-{step}" / folder).mkdir(parents=True)
+            (tmp_path / f"checkpoint-{step}" / folder / "pytorch_model.bin").write_bytes(b"")
+        (tmp_path / f"checkpoint-{step}" / "metadata.json").write_text("{}")
+    def weights(step: int, folder: str):
+        return tmp_path / f"checkpoint-{step}" / folder / "pytorch_model.bin"
+
+    assert probe.generator_weights(tmp_path, raw=False) == tmp_path / "pytorch_model.bin"
+    assert probe.generator_weights(tmp_path, raw=False, step=1000) == weights(1000, "ema_model")
+    assert probe.generator_weights(tmp_path, raw=True, step=1000) == weights(1000, "unwrapped_model")
+    assert probe.generator_weights(tmp_path, raw=False, step=2000) == weights(2000, "unwrapped_model")
+    assert probe.generator_weights(tmp_path, raw=True) == weights(2000, "unwrapped_model")  # the last checkpoint
+    with pytest.raises(MaskbitError, match=r"no checkpoint of that step; it has \[1000, 2000\]"):
+        probe.generator_weights(tmp_path, raw=False, step=1500)
+    with pytest.raises(MaskbitError, match="none found"):
+        probe.generator_weights(tmp_path / "empty", raw=False, step=1000)

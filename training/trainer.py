@@ -30,10 +30,10 @@ from typing import Iterator, Mapping, Optional
 import torch
 from tqdm.auto import tqdm
 
-from training.checkpoint import (CheckpointManager, CheckpointNotFoundError, is_complete_checkpoint,
-                                 list_checkpoints)
 from data.shards import ClassIdError
 from modeling.recompute import set_gradient_checkpointing
+from training.checkpoint import (CheckpointManager, CheckpointNotFoundError, is_complete_checkpoint,
+                                 list_checkpoints)
 from training.ema import EMAModel
 from training.lr_schedule import apply_resume_hparams, configured_hparams
 from training.metrics import MetricsLogger, WindowMeans
