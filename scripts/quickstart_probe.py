@@ -9,7 +9,9 @@ seeds holds on others). `--generator` is any run folder of `scripts/train_maskbi
 (its exported `pytorch_model.bin`; `--step N` the EMA weights of its checkpoint at step N, for a learning curve;
 `--raw` a checkpoint's non-EMA weights, the last one's unless `--step`); `--set` overrides the generator config
 (e.g. a run trained with `model.mlm_model.hidden_dim=192`). Each `--variant` is a comma-separated list of
-`SamplingConfig` fields (`modeling.sampling`), "" for the config's own; one JSON line per variant.
+`SamplingConfig` fields (`modeling.sampling`), "" for the config's own; one JSON line per variant, with the
+within-class diversity of the samples (`evaluation.synthetic_generation`: a sampler that lifts class consistency by
+repeating one image per class shows there).
 This is how the sampler and schedule figures of docs/quickstart_experiments.md were measured.
 
 `--reconstructions` judges the tokenizer instead: the classifier's accuracy on its reconstructions of the held-out
@@ -29,7 +31,7 @@ import torch
 
 from data.loaders import load_eval_images
 from evaluation.synthetic_classifier import SyntheticClassifier, predict
-from evaluation.synthetic_generation import generate_per_class
+from evaluation.synthetic_generation import generate_per_class, within_class_diversity
 from modeling import build_generator, build_tokenizer, load_pretrained, sampling_config
 from modeling.editing import reconstruct
 from training.checkpoint import list_checkpoints
@@ -76,13 +78,17 @@ def per_class_accuracy(classifier, images: torch.Tensor, labels: torch.Tensor) -
     return round(float(correct.mean()), 3), [round(float(correct[labels == c].mean()), 2) for c in range(10)]
 
 
-def judge_reconstructions(classifier, tokenizer, quickstart: Path) -> dict:
-    """The classifier on the tokenizer's reconstructions of the quickstart's held-out images (and on the originals),
-    which are read with the eval transform of the tokenizer's config, as the quickstart reads them."""
+def heldout_images(quickstart: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """The quickstart's held-out images (N, 3, 32, 32) in [0, 1] and labels (N,), read with the eval transform of
+    the tokenizer's config, as the quickstart reads them."""
     pattern = json.loads((quickstart / "data" / "patterns.json").read_text())["val"]
     config = load_config([f"config={TOKENIZER_CONFIG}", f"dataset.params.eval_shards_path_or_url={pattern}",
                           "dataset.params.num_workers_per_gpu=0"])
-    images, labels = load_eval_images(config.dataset)
+    return load_eval_images(config.dataset)
+
+
+def judge_reconstructions(classifier, tokenizer, images: torch.Tensor, labels: torch.Tensor) -> dict:
+    """The classifier on the tokenizer's reconstructions of the held-out `images` (and on the originals)."""
     with torch.no_grad():
         rebuilt = torch.cat([reconstruct(tokenizer, chunk)[1].clamp(0, 1) for chunk in images.split(250)])
     accuracy, per_class = per_class_accuracy(classifier, rebuilt, labels)
@@ -113,9 +119,10 @@ def main(argv=None) -> None:
     classifier.load_state_dict(torch.load(args.quickstart / "classifier.pt", weights_only=True))
     classifier.eval()
     tokenizer = load_pretrained(build_tokenizer(config), args.tokenizer or args.quickstart / "tokenizer" / WEIGHTS_BIN)
+    val_images, val_labels = heldout_images(args.quickstart)
     if args.reconstructions:
         print(json.dumps({"tokenizer": str(args.tokenizer or args.quickstart / "tokenizer"),
-                          **judge_reconstructions(classifier, tokenizer, args.quickstart)}), flush=True)
+                          **judge_reconstructions(classifier, tokenizer, val_images, val_labels)}), flush=True)
     if args.generator is None:
         return
     generator = load_pretrained(build_generator(config), generator_weights(args.generator, args.raw, args.step))
@@ -125,10 +132,13 @@ def main(argv=None) -> None:
         start = time.time()
         images, labels = generate_per_class(generator, tokenizer, 10, args.per_class, settings.replace(**changes),
                                             seed=args.seed)
+        seconds = round(time.time() - start, 1)
         consistency, per_class = per_class_accuracy(classifier, images, labels)
+        diversity = (round(sum(within_class_diversity(images, labels, val_images, val_labels, 10)) / 10, 3)
+                     if args.per_class >= 2 else None)  # pairs of samples needed
         print(json.dumps({"generator": str(args.generator), "step": args.step, "variant": changes, "seed": args.seed,
                           "class_consistency": consistency, "per_class": per_class,
-                          "seconds": round(time.time() - start, 1)}), flush=True)
+                          "within_class_diversity": diversity, "seconds": seconds}), flush=True)
 
 
 if __name__ == "__main__":

@@ -38,18 +38,19 @@ def test_quickstart_short_writes_every_artefact_and_reuses_stages(tmp_path, monk
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ["PSNR", "SSIM", "CodebookUsage", "BitUsage"]:
         assert key in metrics["tokenizer"]
-    for key in ["class_consistency", "per_class_consistency", "frechet_distance", "per_class_frechet_distance"]:
+    for key in ["class_consistency", "per_class_consistency", "frechet_distance", "per_class_frechet_distance",
+                "within_class_diversity"]:
         assert key in metrics["generator"]
     for key in ["class_consistency", "untrained_generator_class_consistency", "unmasked_psnr_vs_reconstruction"]:
         assert key in metrics["editing"]
     assert metrics["editing"]["num_images"] == 20 and 0 <= metrics["editing"]["class_consistency"] <= 1
     assert all(math.isfinite(v) for v in finite_numbers(metrics))
-    assert len(metrics["floors"]) == 6
+    assert len(metrics["floors"]) == 7
     precision = metrics["settings"]["mixed_precision"]  # --precision auto: bf16 where this CPU runs it natively
     assert precision == ("bf16" if load_script("quickstart").native_bf16() else "no")
     if precision == "bf16":  # the generator trained under bf16 autocast, its attention in float32 (a CPU)
         assert "float32 under bf16 autocast" in (out / "generator" / "logs" / "log.txt").read_text()
-    assert sum(line.lstrip().startswith(("PASS", "FAIL")) for line in first.stdout.splitlines()) == 6
+    assert sum(line.lstrip().startswith(("PASS", "FAIL")) for line in first.stdout.splitlines()) == 7
 
     second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert second.returncode == 0, second.stderr[-3000:]
@@ -57,7 +58,7 @@ def test_quickstart_short_writes_every_artefact_and_reuses_stages(tmp_path, monk
 
     # the probe judges the tokenizer's reconstructions and the generator's samples with the quickstart's classifier
     probe = subprocess.run([sys.executable, str(REPO / "scripts" / "quickstart_probe.py"), "--quickstart", str(out),
-                            "--generator", str(out / "generator"), "--per-class", "1", "--reconstructions",
+                            "--generator", str(out / "generator"), "--per-class", "2", "--reconstructions",
                             "--seed", "3", "--variant", "", "--variant", "num_steps=2"],
                            capture_output=True, text=True, env=env, timeout=300)
     assert probe.returncode == 0, probe.stderr[-3000:]
@@ -69,6 +70,7 @@ def test_quickstart_short_writes_every_artefact_and_reuses_stages(tmp_path, monk
         metrics["generator"]["classifier_heldout_accuracy"], abs=1e-3)
     assert [s["variant"] for s in samples] == [{}, {"num_steps": 2}] and {s["seed"] for s in samples} == {3}
     assert all(0 <= s["class_consistency"] <= 1 and len(s["per_class"]) == 10 for s in samples)
+    assert all(s["within_class_diversity"] > 0 for s in samples)  # 2 samples per class: one pair each
     # --seed reaches generate_per_class, which draws sample k of every class with seed SEED + k
     probe_script, seeds = load_script("quickstart_probe"), []
     generate = probe_script.generate_per_class
@@ -76,7 +78,8 @@ def test_quickstart_short_writes_every_artefact_and_reuses_stages(tmp_path, monk
                         lambda *args, **kwargs: seeds.append(kwargs["seed"]) or generate(*args, **kwargs))
     probe_script.main(["--quickstart", str(out), "--generator", str(out / "generator"), "--per-class", "1",
                        "--seed", "7", "--variant", "num_steps=2"])
-    assert seeds == [7] and json.loads(capsys.readouterr().out.splitlines()[-1])["seed"] == 7
+    line = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert seeds == [7] and line["seed"] == 7 and line["within_class_diversity"] is None  # no pairs at 1 per class
 
 
 def test_data_parallel_launch_keeps_the_global_batch_and_splits_the_cores():

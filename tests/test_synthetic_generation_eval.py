@@ -4,7 +4,7 @@ import torch
 
 from data.synthetic import SyntheticImages
 from evaluation.synthetic_classifier import predict, train_classifier
-from evaluation.synthetic_generation import evaluate_generation
+from evaluation.synthetic_generation import evaluate_generation, within_class_diversity
 
 
 def _images(split: str, count: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -27,3 +27,15 @@ def test_real_images_score_high_and_wrong_labels_score_low():
     assert np.isclose(real["frechet_distance"], wrong["frechet_distance"])
     assert real["per_class_frechet_distance"] < 0.7 * real["per_class_frechet_distance_class_shuffled"]
     assert predict(classifier, val_images)[1].shape == (200, 128)
+
+
+def test_within_class_diversity_is_near_one_for_real_images_and_zero_for_repeats():
+    val_images, val_labels = _images("val", 200)
+    real = within_class_diversity(val_images[:100], val_labels[:100], val_images[100:], val_labels[100:], 10)
+    assert len(real) == 10 and all(0.7 < r < 1.4 for r in real)
+    repeats = val_images[:10].repeat(10, 1, 1, 1)  # one image per class, ten times (labels 0..9 cycle)
+    repeats[:, :, 0, 0] += torch.linspace(0, 0.01, 100)[:, None]  # barely different copies
+    collapsed = within_class_diversity(repeats, torch.arange(100) % 10, val_images[100:], val_labels[100:], 10)
+    assert all(r < 0.05 for r in collapsed)
+    half = within_class_diversity(val_images[:100] * 0.5, val_labels[:100], val_images[100:], val_labels[100:], 10)
+    assert np.allclose(half, np.array(real) * 0.5)  # distances scale with the pixel values
