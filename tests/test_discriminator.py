@@ -4,9 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from modeling import PatchGANDiscriminator, VQGANPlusDiscriminator, build_discriminator
-from modeling.discriminator import BlurDownsample
-
-
+from modeling.discriminator import AdaptiveMaxPool, BlurDownsample, bf16_backward_on_cpu
 
 
 @pytest.mark.parametrize("size", [256, 128])
@@ -29,6 +27,45 @@ def test_blur_kernels_and_same_padding(kernel_size, taps, pad):
                         groups=3)
     assert torch.allclose(blur(x), expected) and blur(x).shape == (2, 3, 4, 4)
     assert torch.allclose(blur(torch.ones(1, 1, 8, 8))[..., 1:-1, 1:-1], torch.ones(1, 1, 2, 2))  # sums to one
+
+
+@pytest.mark.parametrize("side", [4, 8, 16, 12])
+def test_adaptive_max_pool_shortcuts_equal_pytorch(side):
+    """Identity (16 -> 16) and nearest upsampling (4, 8 -> 16) give PyTorch's pooling exactly; 12 takes its kernel."""
+    x = torch.randn(2, 3, side, side, requires_grad=True)
+    reference = x.detach().clone().requires_grad_()
+    out, expected = AdaptiveMaxPool(16)(x), F.adaptive_max_pool2d(reference, 16)
+    assert torch.equal(out, expected)
+    upstream = torch.randn_like(out)
+    out.backward(upstream)
+    expected.backward(upstream)
+    assert torch.allclose(x.grad, reference.grad, atol=1e-6)
+
+
+def test_cpu_bf16_blur_runs_in_float32_when_training():
+    """Under bf16 autocast with gradients the blur's depthwise conv runs in float32 (its bf16 backward is the slow
+    CPU kernel) and hands bf16 on; without gradients, or in float32, PyTorch's path is taken as it is."""
+    blur = BlurDownsample(4)
+    x = torch.randn(2, 8, 16, 16).bfloat16().requires_grad_()
+    calls = []
+    original = F.conv2d
+
+    def spy(inputs, *args, **kwargs):
+        calls.append((inputs.dtype, torch.is_autocast_enabled("cpu")))
+        return original(inputs, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(F, "conv2d", spy)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = blur(x)
+            out.float().sum().backward()
+            with torch.no_grad():
+                inference = blur(x)
+        full_precision = blur(x.detach().float().requires_grad_())
+    assert calls == [(torch.float32, False), (torch.bfloat16, True), (torch.float32, False)]
+    assert out.dtype == inference.dtype == torch.bfloat16 and x.grad.dtype == torch.bfloat16
+    assert torch.equal(out, full_precision.detach().bfloat16())
+    assert bf16_backward_on_cpu(x) and not bf16_backward_on_cpu(x.detach().float().requires_grad_())
 
 
 def test_stage_structure_and_norm_settings():

@@ -323,26 +323,49 @@ def test_training_run_logs_throughput_kernel_and_fallbacks_once(tmp_path, monkey
     assert 0.2 < record["perf/data_wait_fraction"] <= 1.0 and "perf/mfu" not in record  # CPU: no known peak
 
 
+def five_adamw_steps(make_optimizer) -> list[torch.nn.Parameter]:
+    """Three parameters (seed 0) after five steps of `make_optimizer(params)` on random gradients (seed 1)."""
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(s)) for s in [(16, 8), (8,), (4, 3, 3, 3)]]
+    optimizer = make_optimizer(params)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(5):
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=g)
+        optimizer.step()
+    return params
+
+
 def test_cpu_adamw_is_foreach_and_bitwise_the_single_tensor_update():
     from types import SimpleNamespace
 
     from training.optim import build_adamw
     hparams = SimpleNamespace(beta1=0.9, beta2=0.96, epsilon=1e-8, weight_decay=0.045)
-    shapes = [(16, 8), (8,), (4, 3, 3, 3)]
-    runs = []
-    for foreach in (None, False):
-        torch.manual_seed(0)
-        params = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
-        optimizer = (build_adamw(params, 1e-3, hparams) if foreach is None else
-                     torch.optim.AdamW(params, lr=1e-3, betas=(0.9, 0.96), eps=1e-8, weight_decay=0.045, foreach=False))
-        assert optimizer.defaults["foreach"] is (True if foreach is None else False)
-        g = torch.Generator().manual_seed(1)
-        for _ in range(5):
-            for p in params:
-                p.grad = torch.randn(p.shape, generator=g)
-            optimizer.step()
-        runs.append(params)
-    assert all(torch.equal(a, b) for a, b in zip(*runs))
+    built = []
+    ours = five_adamw_steps(lambda params: built.append(build_adamw(params, 1e-3, hparams)) or built[-1])
+    reference = five_adamw_steps(lambda params: torch.optim.AdamW(params, lr=1e-3, betas=(0.9, 0.96), eps=1e-8,
+                                                                  weight_decay=0.045, foreach=False))
+    assert built[0].defaults["foreach"] is True
+    assert all(torch.equal(a, b) for a, b in zip(ours, reference))
+
+
+def test_adamw_fused_flag_takes_the_fused_kernel_on_a_cpu(monkeypatch):
+    """`optimizer.params.fused=true`: PyTorch's fused CPU kernel, the same update up to float rounding."""
+    from types import SimpleNamespace
+
+    from training.optim import build_adamw
+    fused_calls, runs = [], {}
+    original = torch._fused_adamw_
+    monkeypatch.setattr(torch, "_fused_adamw_", lambda *a, **k: fused_calls.append(1) or original(*a, **k))
+    for fused in (None, True, False):
+        hparams = SimpleNamespace(beta1=0.9, beta2=0.96, epsilon=1e-8, weight_decay=0.045, fused=fused)
+        built = []
+        runs[fused] = five_adamw_steps(lambda params: built.append(build_adamw(params, 1e-3, hparams)) or built[-1])
+        assert built[0].defaults["fused"] is (True if fused else None)
+        assert built[0].defaults["foreach"] is (None if fused else True)
+    assert all(torch.equal(a, b) for a, b in zip(runs[None], runs[False]))  # null and false: both foreach on a CPU
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(runs[None], runs[True]))
+    assert len(fused_calls) == 5  # the fused kernel ran for the five steps of `true` only
 
 
 def test_dynamo_traces_the_generator_forward():

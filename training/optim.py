@@ -11,9 +11,12 @@ from torch.optim import AdamW
 def build_adamw(parameters: Iterable[torch.nn.Parameter], lr: float, optimizer_config) -> AdamW:
     """AdamW with betas/eps/weight decay from `config.optimizer.params`.
 
-    On CUDA the fused kernel is used (one launch for all parameters; same update up to float rounding). Elsewhere
-    the multi-tensor (foreach) implementation: the same elementwise operations as the single-tensor default, batched
-    over parameters, so results are bitwise those of the reference (tests/test_fast_paths.py checks it).
+    Kernel (`optimizer.params.fused`): by default (null) the fused one on CUDA (one launch for all parameters; the
+    same update up to float rounding) and elsewhere the multi-tensor (foreach) one: the same elementwise operations
+    as the single-tensor default, batched over parameters, so results are bitwise those of the reference
+    (tests/test_fast_paths.py checks it). `true` takes the fused kernel on a CPU too (same update up to float
+    rounding; a third of the foreach step's time for the quickstart generator's 433k parameters, 0.42 against
+    1.33 ms on one thread); `false` never fuses.
     """
     p = optimizer_config.params if hasattr(optimizer_config, "params") else optimizer_config
     if getattr(optimizer_config, "name", "adamw") != "adamw":
@@ -21,8 +24,10 @@ def build_adamw(parameters: Iterable[torch.nn.Parameter], lr: float, optimizer_c
     parameters = list(parameters)  # tensors, or parameter-group dicts (e.g. `no_decay_param_groups`)
     tensors = [q for g in parameters for q in (g["params"] if isinstance(g, dict) else [g])]
     on_cuda = bool(tensors) and all(q.is_cuda and q.is_floating_point() for q in tensors)
+    fused = getattr(p, "fused", None)
+    fused = on_cuda if fused is None else bool(fused)
     return AdamW(parameters, lr=lr, betas=(p.beta1, p.beta2), eps=p.epsilon, weight_decay=p.weight_decay,
-                 foreach=None if on_cuda else True, fused=True if on_cuda else None)
+                 foreach=None if fused else True, fused=True if fused else None)
 
 
 def scaled_lr(lr: float, config, num_processes: int) -> float:

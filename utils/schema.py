@@ -267,6 +267,9 @@ class OptimizerParamsConfig:
     beta2: float = 0.999
     weight_decay: float = 1e-4
     epsilon: float = 1e-8
+    # AdamW kernel: null = fused on CUDA, multi-tensor (foreach) elsewhere (bitwise the single-tensor update);
+    # true = fused wherever PyTorch has it (CUDA and CPU: last-bit differences); false = foreach everywhere
+    fused: Optional[bool] = None
 
 
 @dataclass
