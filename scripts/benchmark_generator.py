@@ -4,7 +4,8 @@
         --batch 2 --steps 3 --sample-steps 8 --num-images 1 --device cpu \
         --flags "fp32 eager" bf16 compile grad_ckpt --set model.mlm_model.depth=4
 
-Train step = masking + forward + MLM loss + backward + grad clip + AdamW step (official hyper-parameters).
+Train step = masking + forward + MLM loss + backward + grad clip + AdamW step (the config's hyper-parameters and
+kernel, as the trainer builds it: `--set optimizer.params.fused=true` for the fused one on a CPU).
 Sampling = `modeling.sampling.sample` with the config's guidance settings and `--sample-steps` steps (classifier-free
 guidance runs as one batched forward); the tokenizer decode is excluded unless `--decode` (then a randomly
 initialised tokenizer of the config decodes). Flags, one row each, the others off: fp32 eager (the official
@@ -28,6 +29,7 @@ import torch
 from modeling import build_generator, build_tokenizer, label_drop_mask, mask_tokens, sample, sampling_config
 from modeling.recompute import set_gradient_checkpointing
 from training.losses import MLMLoss
+from training.optim import build_adamw
 from training.throughput import forward_flops, measure_matmul_flops
 from utils.compile import compile_forward
 from utils.config import load_config
@@ -58,9 +60,7 @@ def peak_memory(device: torch.device) -> str:
 
 def time_train_steps(model, cfg, batch: int, steps: int, warmup: int, dtype, device) -> float:
     """Median seconds per optimizer step after `warmup` untimed steps."""
-    opt = cfg.optimizer.params
-    optimizer = torch.optim.AdamW(model.parameters(), lr=opt.learning_rate, betas=(opt.beta1, opt.beta2),
-                                  weight_decay=opt.weight_decay, eps=opt.epsilon)
+    optimizer = build_adamw(model.parameters(), cfg.optimizer.params.learning_rate, cfg.optimizer)
     loss_fn = MLMLoss(cfg.losses.mlm.label_smoothing, cfg.losses.mlm.sum_splits)
     mlm = cfg.model.mlm_model
     tokens = torch.randint(0, model.effective_codebook_size, (batch, model.seq_len, model.splits), device=device)
