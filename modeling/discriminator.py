@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from modeling.cpu_bf16 import in_float32, runs_in_float32_on_cpu
 from modeling.layers import Conv2dSame, same_padding
 from modeling.registry import register_builder
 
@@ -16,11 +17,8 @@ class BlurDownsample(nn.Module):
 
     The normalised 2-D kernel (outer product of the 1-D taps, sum 1) is a persistent buffer `kernel` (1, 1, k, k).
 
-    On a CPU under bf16 autocast the depthwise convolution's bf16 backward is pathologically slow (torch 2.14, the
-    quickstart discriminator's shapes, one thread: 5.5-6.1 ms forward + backward against 0.6-0.9 ms in float32),
-    like the flash attention's (`modeling.attention`). So there, when gradients are needed, the blur runs in
-    float32 and its output is cast to bf16, the dtype autocast would have given it. Float32 runs, GPUs and
-    inference are untouched.
+    On a CPU under bf16 autocast with gradients, the depthwise convolution runs in float32: its bf16 backward is
+    the slow CPU kernel (`modeling.cpu_bf16`).
     """
 
     def __init__(self, kernel_size: int = 4):
@@ -36,21 +34,13 @@ class BlurDownsample(nn.Module):
         top, bottom = same_padding(x.shape[-2], k, 2)
         left, right = same_padding(x.shape[-1], k, 2)
         x = F.pad(x, (left, right, top, bottom))
-        if not bf16_backward_on_cpu(x):
-            weight = self.kernel.to(x.dtype).expand(x.shape[1], -1, -1, -1)
-            return F.conv2d(x, weight, stride=2, groups=x.shape[1])
-        with torch.autocast("cpu", enabled=False):
-            out = F.conv2d(x.float(), self.kernel.expand(x.shape[1], -1, -1, -1), stride=2, groups=x.shape[1])
-        return out.to(torch.bfloat16)
+        if runs_in_float32_on_cpu(x):
+            return in_float32(self._blur, x)
+        return self._blur(x)
 
-
-def bf16_backward_on_cpu(x: torch.Tensor) -> bool:
-    """True where a convolution of `x` would run in bf16 on a CPU (x is bf16, or bf16 autocast is on) and its
-    backward will follow (gradients enabled and `x` requires them)."""
-    if x.device.type != "cpu" or not (torch.is_grad_enabled() and x.requires_grad):
-        return False
-    autocast_bf16 = torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
-    return x.dtype == torch.bfloat16 or autocast_bf16
+    def _blur(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.kernel.to(x.dtype).expand(x.shape[1], -1, -1, -1)
+        return F.conv2d(x, weight, stride=2, groups=x.shape[1])
 
 
 class VQGANPlusDiscriminator(nn.Module):

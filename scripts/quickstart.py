@@ -348,7 +348,7 @@ def main() -> None:
     procs = args.processes
     # bf16 autocast halves the conv tokenizer's step on a CPU with native bf16 (its quantizer and losses stay
     # float32) and the tiny generator's from 50 to 35 ms on one thread (its attention stays float32 on a CPU:
-    # modeling/attention.py); it also halves the sampling time of the evaluation stages
+    # modeling/cpu_bf16.py); it also halves the sampling time of the evaluation stages
     precision = args.precision if args.precision != "auto" else "bf16" if native_bf16() else "no"
     stage("tokenizer", tokenizer_bin, lambda: run("tokenizer", accelerate("train_tokenizer.py", procs) + [
         f"config={tok_config}", f"training.mixed_precision={precision}"] + per_process_batch(tok_config, procs)

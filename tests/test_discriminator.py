@@ -4,7 +4,8 @@ import torch
 import torch.nn.functional as F
 
 from modeling import PatchGANDiscriminator, VQGANPlusDiscriminator, build_discriminator
-from modeling.discriminator import AdaptiveMaxPool, BlurDownsample, bf16_backward_on_cpu
+from modeling.cpu_bf16 import runs_in_float32_on_cpu
+from modeling.discriminator import AdaptiveMaxPool, BlurDownsample
 
 
 @pytest.mark.parametrize("size", [256, 128])
@@ -65,7 +66,9 @@ def test_cpu_bf16_blur_runs_in_float32_when_training():
     assert calls == [(torch.float32, False), (torch.bfloat16, True), (torch.float32, False)]
     assert out.dtype == inference.dtype == torch.bfloat16 and x.grad.dtype == torch.bfloat16
     assert torch.equal(out, full_precision.detach().bfloat16())
-    assert bf16_backward_on_cpu(x) and not bf16_backward_on_cpu(x.detach().float().requires_grad_())
+    assert runs_in_float32_on_cpu(x) and not runs_in_float32_on_cpu(x.detach().float().requires_grad_())
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # float32 input, but autocast would run the kernel in bf16
+        assert runs_in_float32_on_cpu(x.detach().float().requires_grad_())
 
 
 def test_stage_structure_and_norm_settings():

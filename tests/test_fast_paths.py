@@ -323,8 +323,9 @@ def test_training_run_logs_throughput_kernel_and_fallbacks_once(tmp_path, monkey
     assert 0.2 < record["perf/data_wait_fraction"] <= 1.0 and "perf/mfu" not in record  # CPU: no known peak
 
 
-def five_adamw_steps(make_optimizer) -> list[torch.nn.Parameter]:
-    """Three parameters (seed 0) after five steps of `make_optimizer(params)` on random gradients (seed 1)."""
+def five_adamw_steps(make_optimizer) -> tuple[list[torch.nn.Parameter], torch.optim.Optimizer]:
+    """Three parameters (seed 0) after five steps of `make_optimizer(params)` on random gradients (seed 1), and the
+    optimizer."""
     torch.manual_seed(0)
     params = [torch.nn.Parameter(torch.randn(s)) for s in [(16, 8), (8,), (4, 3, 3, 3)]]
     optimizer = make_optimizer(params)
@@ -333,7 +334,7 @@ def five_adamw_steps(make_optimizer) -> list[torch.nn.Parameter]:
         for p in params:
             p.grad = torch.randn(p.shape, generator=g)
         optimizer.step()
-    return params
+    return params, optimizer
 
 
 def test_cpu_adamw_is_foreach_and_bitwise_the_single_tensor_update():
@@ -341,11 +342,10 @@ def test_cpu_adamw_is_foreach_and_bitwise_the_single_tensor_update():
 
     from training.optim import build_adamw
     hparams = SimpleNamespace(beta1=0.9, beta2=0.96, epsilon=1e-8, weight_decay=0.045)
-    built = []
-    ours = five_adamw_steps(lambda params: built.append(build_adamw(params, 1e-3, hparams)) or built[-1])
-    reference = five_adamw_steps(lambda params: torch.optim.AdamW(params, lr=1e-3, betas=(0.9, 0.96), eps=1e-8,
-                                                                  weight_decay=0.045, foreach=False))
-    assert built[0].defaults["foreach"] is True
+    ours, optimizer = five_adamw_steps(lambda params: build_adamw(params, 1e-3, hparams))
+    reference, _ = five_adamw_steps(lambda params: torch.optim.AdamW(params, lr=1e-3, betas=(0.9, 0.96), eps=1e-8,
+                                                                     weight_decay=0.045, foreach=False))
+    assert optimizer.defaults["foreach"] is True
     assert all(torch.equal(a, b) for a, b in zip(ours, reference))
 
 
@@ -359,10 +359,9 @@ def test_adamw_fused_flag_takes_the_fused_kernel_on_a_cpu(monkeypatch):
     monkeypatch.setattr(torch, "_fused_adamw_", lambda *a, **k: fused_calls.append(1) or original(*a, **k))
     for fused in (None, True, False):
         hparams = SimpleNamespace(beta1=0.9, beta2=0.96, epsilon=1e-8, weight_decay=0.045, fused=fused)
-        built = []
-        runs[fused] = five_adamw_steps(lambda params: built.append(build_adamw(params, 1e-3, hparams)) or built[-1])
-        assert built[0].defaults["fused"] is (True if fused else None)
-        assert built[0].defaults["foreach"] is (None if fused else True)
+        runs[fused], optimizer = five_adamw_steps(lambda params: build_adamw(params, 1e-3, hparams))
+        assert optimizer.defaults["fused"] is (True if fused else None)
+        assert optimizer.defaults["foreach"] is (None if fused else True)
     assert all(torch.equal(a, b) for a, b in zip(runs[None], runs[False]))  # null and false: both foreach on a CPU
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(runs[None], runs[True]))
     assert len(fused_calls) == 5  # the fused kernel ran for the five steps of `true` only
@@ -380,7 +379,8 @@ def test_dynamo_traces_the_generator_forward():
 
 
 def test_cpu_bf16_training_attention_runs_in_float32_and_inference_is_untouched():
-    from modeling.attention import runs_in_float32_on_cpu, scaled_dot_product_attention
+    from modeling.attention import scaled_dot_product_attention
+    from modeling.cpu_bf16 import runs_in_float32_on_cpu
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, 4, 9, 8, generator=g).bfloat16().requires_grad_() for _ in range(3))
     kernels = []

@@ -15,9 +15,8 @@ def build_adamw(parameters: Iterable[torch.nn.Parameter], lr: float, optimizer_c
     same update up to float rounding) and elsewhere the multi-tensor (foreach) one: the same elementwise operations
     as the single-tensor default, batched over parameters, so results are bitwise those of the reference
     (tests/test_fast_paths.py checks it). `true` takes the fused kernel on a CPU too (same update up to float
-    rounding; alone, a third of the foreach step's time for the quickstart generator's 433k parameters, 0.42
-    against 1.33 ms on one thread, yet no faster in its two-process training: docs/quickstart_experiments.md);
-    `false` never fuses.
+    rounding; about 1 ms less of the quickstart generator's 24.5 ms single-process step, yet no faster in its
+    two-process training: docs/quickstart_experiments.md); `false` never fuses.
     """
     p = optimizer_config.params if hasattr(optimizer_config, "params") else optimizer_config
     if getattr(optimizer_config, "name", "adamw") != "adamw":

@@ -157,7 +157,7 @@ class Trainer:
 
     def _log_attention_backend(self, model: torch.nn.Module) -> None:
         """Say once which SDPA kernel the main model's attention gets on this device (MATH = unfused fallback)."""
-        from modeling.attention import kernel_dtype
+        from modeling.cpu_bf16 import kernel_dtype
         from modeling.transformer import SelfAttention, sdpa_backend
         attention = next((m for m in model.modules() if isinstance(m, SelfAttention)), None)
         if attention is None:
