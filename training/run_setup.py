@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedDataParallelKwargs, set_seed
 
 LOGGERS = ("tensorboard", "wandb")
 
@@ -18,6 +18,12 @@ def set_backend_flags(enable_tf32: bool) -> None:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
         torch.backends.cudnn.deterministic = False
+
+
+def ddp_kwargs(training) -> DistributedDataParallelKwargs:
+    """`training.ddp_*`: how DistributedDataParallel all-reduces the gradients (results are the same either way)."""
+    return DistributedDataParallelKwargs(bucket_cap_mb=training.ddp_bucket_cap_mb,
+                                         gradient_as_bucket_view=training.ddp_gradient_as_bucket_view)
 
 
 def build_accelerator(config, output_dir: Path) -> Accelerator:
@@ -34,6 +40,7 @@ def build_accelerator(config, output_dir: Path) -> Accelerator:
         log_with=config.experiment.logger,
         project_dir=str(output_dir / "logs"),
         split_batches=False,
+        kwargs_handlers=[ddp_kwargs(config.training)],
     )
     set_seed(config.training.seed)
     return accelerator
