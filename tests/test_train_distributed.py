@@ -4,6 +4,7 @@
 several CPU processes through mpirun); two gloo processes need the distributed launcher with CPU forced:
 `ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 ...`.
 """
+import json
 import socket
 import subprocess
 import sys
@@ -21,17 +22,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def train_two_ranks(config_yaml, *overrides: str) -> None:
+    """tests/helpers/train_and_dump_ranks.py as two gloo processes under `accelerate launch`."""
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "--main_process_port", str(free_port()), str(REPO / "tests" / "helpers" / "train_and_dump_ranks.py"),
+               f"config={config_yaml}", *overrides]
+    env = dict(subprocess_env(), ACCELERATE_USE_CPU="1")
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stderr[-4000:]
+
+
 def test_two_processes_train_in_lockstep(tmp_path):
     shards = write_synthetic_shards(str(tmp_path / "shards"), num_train=64, num_val=8, resolution=16, seed=0)
     out = tmp_path / "out"
     cfg = write_yaml(tiny_config(shards, out), tmp_path / "cfg.yaml")  # 6 steps, GAN from 3, eval at 6
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "--main_process_port", str(free_port()), str(REPO / "tests" / "helpers" / "train_and_dump_ranks.py"),
-               f"config={cfg}"]
-    env = dict(subprocess_env(), ACCELERATE_USE_CPU="1")
-    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
-    assert result.returncode == 0, result.stderr[-4000:]
+    train_two_ranks(cfg)
     rank0 = torch.load(out / "rank0.pt", weights_only=True)
     rank1 = torch.load(out / "rank1.pt", weights_only=True)
     assert rank0.keys() == rank1.keys() and any(k.startswith("discriminator.") for k in rank0)
@@ -45,6 +51,26 @@ def test_two_processes_train_in_lockstep(tmp_path):
                           torch.tensor([1e-3, 5.5e-4, 1e-4], dtype=torch.float64), rtol=1e-12)
     assert torch.allclose(torch.tensor([r["lr/discriminator"] for r in train], dtype=torch.float64),
                           torch.tensor([0.0, 5e-4, 1e-4], dtype=torch.float64), rtol=1e-12)
+
+
+def test_ddp_bucket_settings_change_the_all_reduce_not_the_results(tmp_path):
+    """training.ddp_*: DDP runs with them (here tiny buckets, so the gradients travel in many), and the weights
+    after training equal those of PyTorch's default settings bit for bit."""
+    shards = write_synthetic_shards(str(tmp_path / "shards"), num_train=64, num_val=8, resolution=16, seed=0)
+    runs = {}
+    for name, overrides in {"default": [], "tuned": ["training.ddp_bucket_cap_mb=0.01",
+                                                     "training.ddp_gradient_as_bucket_view=true"]}.items():
+        out = tmp_path / name
+        train_two_ranks(write_yaml(tiny_config(shards, out), tmp_path / f"{name}.yaml"), *overrides)
+        runs[name] = (torch.load(out / "rank0.pt", weights_only=True),
+                      json.loads((out / "ddp_rank0.json").read_text()))
+    (default, default_ddp), (tuned, tuned_ddp) = runs["default"], runs["tuned"]
+    assert set(default_ddp) == set(tuned_ddp) == {"tokenizer", "discriminator"}
+    assert all(d == {"bucket_bytes_cap": 25 * 2**20, "gradient_as_bucket_view": False} for d in default_ddp.values())
+    assert all(d == {"bucket_bytes_cap": int(0.01 * 2**20), "gradient_as_bucket_view": True}
+               for d in tuned_ddp.values())
+    assert default.keys() == tuned.keys()
+    assert [k for k in default if not torch.equal(default[k], tuned[k])] == []
 
 
 def test_a_divergence_stops_both_processes_without_a_checkpoint(tmp_path):
