@@ -49,6 +49,18 @@ def test_non_positive_counts_are_refused_before_anything_is_written(shards, tmp_
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("key,value,message", [
+    ("training.ddp_bucket_cap_mb", 0, "training.ddp_bucket_cap_mb must be > 0"),
+    ("training.mixed_precision", "fp8", "training.mixed_precision must be no, bf16 or fp16, got 'fp8'")])
+def test_bad_process_settings_are_refused_before_anything_is_written(shards, tmp_path, key, value, message):
+    cfg = tiny_config(shards, tmp_path / "run")
+    section, name = key.split(".")
+    cfg[section][name] = value
+    with pytest.raises(ConfigError, match=message):
+        TokenizerTrainer(cfg)
+    assert not (tmp_path / "run" / "config.yaml").exists()
+
+
 def test_resolution_the_tokenizer_cannot_tile(shards, tmp_path):
     cfg = tiny_config(shards, tmp_path / "run")
     cfg["dataset"]["preprocessing"]["resolution"] = 17  # tiny tokenizer downsamples by 2

@@ -12,7 +12,9 @@ import sys
 import torch
 
 from data import write_synthetic_shards
+from training.run_setup import ddp_kwargs
 from utils.run_layout import read_metrics
+from utils.schema import TrainingConfig
 from train_utils import REPO, subprocess_env, tiny_config, write_yaml
 
 
@@ -71,6 +73,12 @@ def test_ddp_bucket_settings_change_the_all_reduce_not_the_results(tmp_path):
                for d in tuned_ddp.values())
     assert default.keys() == tuned.keys()
     assert [k for k in default if not torch.equal(default[k], tuned[k])] == []
+
+
+def test_ddp_settings_default_to_pytorchs():
+    assert ddp_kwargs(TrainingConfig()).to_kwargs() == {}  # nothing passed on: DDP's own defaults, first bucket too
+    assert ddp_kwargs(TrainingConfig(ddp_bucket_cap_mb=100, ddp_gradient_as_bucket_view=True)).to_kwargs() == {
+        "bucket_cap_mb": 100, "gradient_as_bucket_view": True}
 
 
 def test_a_divergence_stops_both_processes_without_a_checkpoint(tmp_path):

@@ -9,6 +9,8 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
 
+from utils.config import ConfigError
+
 LOGGERS = ("tensorboard", "wandb")
 
 
@@ -29,10 +31,10 @@ def ddp_kwargs(training) -> DistributedDataParallelKwargs:
 def build_accelerator(config, output_dir: Path) -> Accelerator:
     """Accelerator with the config's gradient accumulation, mixed precision and tracker; seeds every RNG."""
     if config.experiment.logger not in LOGGERS:
-        raise ValueError(f"experiment.logger must be one of {LOGGERS}, got {config.experiment.logger!r}")
+        raise ConfigError(f"experiment.logger must be one of {LOGGERS}, got {config.experiment.logger!r}")
     mixed_precision = config.training.mixed_precision
     if mixed_precision not in ("no", "bf16", "fp16"):
-        raise ValueError(f"training.mixed_precision must be no, bf16 or fp16, got {mixed_precision!r}")
+        raise ConfigError(f"training.mixed_precision must be no, bf16 or fp16, got {mixed_precision!r}")
     set_backend_flags(config.training.enable_tf32)
     accelerator = Accelerator(
         gradient_accumulation_steps=config.training.gradient_accumulation_steps,

@@ -25,5 +25,8 @@ def validate_training_config(config) -> None:
     if config.experiment.keep_last < 0:
         raise ConfigError(f"experiment.keep_last must be >= 0 (0 keeps every checkpoint), got "
                           f"{config.experiment.keep_last}")
+    if not config.training.ddp_bucket_cap_mb > 0:
+        raise ConfigError(f"training.ddp_bucket_cap_mb must be > 0 (MiB per DDP gradient bucket; PyTorch's default "
+                          f"is 25), got {config.training.ddp_bucket_cap_mb}")
     if config.training.overfit_batch and config.training.overfit_batch_num < 1:
         raise ConfigError(f"training.overfit_batch_num must be >= 1, got {config.training.overfit_batch_num}")
