@@ -315,7 +315,8 @@ class TrainingConfig:
     compile: bool = False  # torch.compile the models' forward (eager fallback with one warning; same math)
     gradient_checkpointing: bool = False  # recompute model stages in backward: less memory, same numerics
     # DistributedDataParallel's gradient all-reduce (several processes only; same results bit for bit, only speed):
-    ddp_bucket_cap_mb: float = 25.0  # gradient bucket size (PyTorch's default); tiny models: one bucket for all
+    ddp_bucket_cap_mb: float = 25.0  # MiB per gradient bucket; 25 = PyTorch's defaults (1 MiB first bucket), other
+    #                                  values size the first bucket too (e.g. 100: a tiny model's gradients in one)
     ddp_gradient_as_bucket_view: bool = False  # gradients as views into the buckets: one copy fewer per step
 
 
